@@ -1,0 +1,3 @@
+from voxwarden.cli import main
+
+main()
