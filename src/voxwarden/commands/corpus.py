@@ -1,0 +1,80 @@
+"""`voxwarden corpus build|audit`: build the training corpus and check it for shortcuts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from voxwarden.commands._common import EXIT_FAILED, EXIT_FLAGGED, EXIT_USAGE, err_console, progress_bar
+
+corpus_app = typer.Typer(help="Build and audit the bona fide / spoof training corpus.", no_args_is_help=True)
+
+
+@corpus_app.command("build")
+def build_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Output folder (audio/, protocol.tsv, manifest.json).")],
+    seed: Annotated[int, typer.Option(help="Random seed; equal seeds give equal corpora.")] = 0,
+    size: Annotated[str, typer.Option(help="tiny (seconds), default (~4k clips) or large.")] = "default",
+    shared_train: Annotated[
+        Path | None, typer.Option(help="shared/data/train (real speech, optional; users lack it).")
+    ] = None,
+    vocoder: Annotated[
+        list[Path] | None, typer.Option(help="Neural vocoder checkpoint (train_vocoder.py); repeatable.")
+    ] = None,
+    no_tts: Annotated[bool, typer.Option("--no-tts", help="Skip TTS engines (copy-synthesis only).")] = False,
+    no_system_sources: Annotated[
+        bool, typer.Option("--no-system-sources", help="Ignore the Debian speech packages.")
+    ] = False,
+) -> None:
+    """Build a corpus from the installed real-speech sources, TTS engines and vocoders."""
+    from voxwarden.corpus.build import CorpusError, build_corpus
+
+    if shared_train is not None and not shared_train.is_dir():
+        err_console.print(f"[red]error:[/red] --shared-train {shared_train} is not a folder")
+        raise typer.Exit(EXIT_USAGE)
+    with progress_bar("corpus") as bar:
+        task = bar.add_task("corpus", total=1)
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=max(total, 1), description=stage)
+
+        try:
+            s = build_corpus(out, seed=seed, size=size, shared_train=shared_train, progress=progress,
+                             neural_vocoders=vocoder or (), tts=not no_tts,
+                             system_sources=not no_system_sources)
+        except CorpusError as e:
+            err_console.print(f"[red]corpus build failed:[/red] {e}")
+            raise typer.Exit(EXIT_FAILED) from e
+    err_console.print(
+        f"{s.clips} clips ({s.bonafide} bona fide, {s.spoof} spoof, {s.minutes} min) in {s.seconds:.0f} s "
+        f"-> {s.out_dir}; generators: {', '.join(sorted(k for k in s.systems if k != 'bonafide'))}")
+    for w in s.warnings[:10]:
+        err_console.print(f"[yellow]warning:[/yellow] {w}")
+
+
+@corpus_app.command("audit")
+def audit_cmd(
+    corpus: Annotated[Path, typer.Argument(help="Corpus folder (protocol.tsv + audio/).")],
+    threshold: Annotated[float, typer.Option(help="Highest acceptable balanced accuracy.")] = 0.60,
+    max_clips: Annotated[int, typer.Option(help="Audit at most N clips (random, seeded).")] = 3000,
+) -> None:
+    """Shortcut audit: exit 1 when duration/level/bandwidth/silence/codec features separate the labels."""
+    from voxwarden.corpus.audit import shortcut_audit
+    from voxwarden.corpus.build import CorpusError
+
+    try:
+        r = shortcut_audit(corpus, threshold=threshold, max_clips=max_clips)
+    except CorpusError as e:
+        err_console.print(f"[red]audit failed:[/red] {e}")
+        raise typer.Exit(EXIT_FAILED) from e
+    typer.echo(json.dumps({"clips": r.n, "accuracy": round(r.accuracy, 4), "passed": r.passed,
+                           "by_model": r.by_model, "worst_features": r.worst_features(5)}, indent=2))
+    if not r.passed:
+        raise typer.Exit(EXIT_FLAGGED)
+
+
+if __name__ == "__main__":  # `python -m voxwarden.commands.corpus build ...` (used by recipes/)
+    corpus_app()

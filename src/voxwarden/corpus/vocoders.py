@@ -1,0 +1,435 @@
+"""Copy-synthesis: re-generate a real recording through a vocoder, keeping speaker and words.
+
+Why: a paired spoof (same speaker, same words, only the generation differs) teaches the detector the
+generation artefacts rather than who speaks or what is said. Vocoders here:
+
+- ``world``: WORLD analysis/synthesis (pyworld: DIO+StoneMask F0, CheapTrick envelope, D4C aperiodicity).
+- ``griffinlim``: linear STFT magnitude, phase rebuilt by Griffin-Lim.
+- ``melgl``: 80-band log-mel (what neural TTS predicts), pseudo-inverted, then Griffin-Lim.
+- ``lpc``: frame-wise LPC envelope driven by a pulse train (voiced) or noise (unvoiced).
+- ``sinusoidal``: harmonic sinusoids at F0 multiples with WORLD envelope amplitudes, plus shaped noise.
+- ``neural:<name>``: a small HiFi-GAN-style generator (mel -> waveform) trained here on bona fide speech
+  by ``recipes/corpus/train_vocoder.py``; torch is needed only for this one.
+
+All functions take and return float32 mono at 16 kHz; output has the input's length.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.machinery
+import importlib.util
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SR = 16000
+N_FFT = 1024
+HOP = 256
+WIN = 1024
+N_MELS = 80
+
+__all__ = [
+    "CLASSIC_VOCODERS",
+    "NeuralVocoder",
+    "VocoderError",
+    "copy_synthesize",
+    "log_mel",
+    "mel_filterbank",
+]
+
+
+class VocoderError(RuntimeError):
+    """A vocoder could not run (missing optional dependency, unusable model file, bad input)."""
+
+
+# --------------------------------------------------------------------------------------------- pyworld
+
+
+@cache
+def _pyworld() -> Any:
+    """Import pyworld; work around its ``import pkg_resources`` which fails on setuptools >= 81."""
+    try:
+        import pyworld
+
+        return pyworld
+    except ModuleNotFoundError as e:
+        if e.name != "pkg_resources":
+            raise VocoderError("pyworld is not installed (pip install 'voxwarden[train]')") from e
+    spec = importlib.util.find_spec("pyworld")
+    if spec is None or not spec.submodule_search_locations:
+        raise VocoderError("pyworld is not installed")
+    libs = glob.glob(os.path.join(list(spec.submodule_search_locations)[0], "pyworld*.so"))
+    if not libs:
+        raise VocoderError("pyworld extension module not found")
+    loader = importlib.machinery.ExtensionFileLoader("pyworld.pyworld", libs[0])
+    mspec = importlib.util.spec_from_file_location("pyworld.pyworld", libs[0], loader=loader)
+    assert mspec is not None
+    mod = importlib.util.module_from_spec(mspec)
+    loader.exec_module(mod)
+    return mod
+
+
+def _world_analysis(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    pw = _pyworld()
+    xd = x.astype(np.float64)
+    period = 5.0
+    f0, t = pw.dio(xd, sr, f0_floor=60.0, f0_ceil=600.0, frame_period=period)
+    f0 = pw.stonemask(xd, f0, t, sr)
+    sp = pw.cheaptrick(xd, f0, t, sr)
+    ap = pw.d4c(xd, f0, t, sr)
+    return f0, sp, ap, period
+
+
+def _fit(y: np.ndarray, n: int) -> np.ndarray:
+    y = np.asarray(y, dtype=np.float32)
+    return y[:n] if len(y) >= n else np.pad(y, (0, n - len(y)))
+
+
+def world(x: np.ndarray, sr: int = SR, rng: np.random.Generator | None = None) -> np.ndarray:
+    """WORLD analysis + synthesis."""
+    pw = _pyworld()
+    f0, sp, ap, period = _world_analysis(x, sr)
+    y = pw.synthesize(f0, sp, ap, sr, frame_period=period)
+    return _fit(y, len(x))
+
+
+# ------------------------------------------------------------------------------------------- STFT/mel
+
+
+def _stft(x: np.ndarray, n_fft: int = N_FFT, hop: int = HOP) -> np.ndarray:
+    win = np.hanning(n_fft + 1)[:-1].astype(np.float32)
+    pad = n_fft // 2
+    xp = np.pad(x, (pad, pad), mode="reflect" if len(x) > pad else "constant")
+    n_frames = 1 + max(0, (len(xp) - n_fft) // hop)
+    idx = np.arange(n_fft)[None, :] + hop * np.arange(n_frames)[:, None]
+    return np.fft.rfft(xp[idx] * win, axis=1).T  # (freq, frames)
+
+
+def _istft(spec: np.ndarray, length: int, n_fft: int = N_FFT, hop: int = HOP) -> np.ndarray:
+    win = np.hanning(n_fft + 1)[:-1]
+    frames = np.fft.irfft(spec.T, n=n_fft, axis=1) * win
+    n_frames = frames.shape[0]
+    total = n_fft + hop * (n_frames - 1)
+    y = np.zeros(total)
+    wsum = np.zeros(total)
+    for i in range(n_frames):
+        y[i * hop : i * hop + n_fft] += frames[i]
+        wsum[i * hop : i * hop + n_fft] += win**2
+    y /= np.maximum(wsum, 1e-8)
+    pad = n_fft // 2
+    return _fit(y[pad : pad + length], length)
+
+
+def _griffin_lim(mag: np.ndarray, length: int, n_iter: int, rng: np.random.Generator) -> np.ndarray:
+    """Fast Griffin-Lim (momentum 0.99) from a linear magnitude spectrogram."""
+    angles = np.exp(2j * np.pi * rng.random(mag.shape))
+    prev = np.zeros_like(mag, dtype=np.complex128)
+    y = _istft(mag * angles, length)
+    for _ in range(n_iter):
+        rebuilt = _stft(y)[:, : mag.shape[1]]
+        if rebuilt.shape[1] < mag.shape[1]:
+            rebuilt = np.pad(rebuilt, ((0, 0), (0, mag.shape[1] - rebuilt.shape[1])))
+        tmp = rebuilt - 0.99 * prev
+        prev = rebuilt
+        angles = tmp / np.maximum(np.abs(tmp), 1e-8)
+        y = _istft(mag * angles, length)
+    return y
+
+
+@cache
+def mel_filterbank(
+    sr: int = SR, n_fft: int = N_FFT, n_mels: int = N_MELS, fmax: float | None = None
+) -> np.ndarray:
+    """Slaney-style triangular mel filterbank, shape (n_mels, n_fft//2+1)."""
+    fmax = fmax or sr / 2
+
+    def hz2mel(f: np.ndarray) -> np.ndarray:
+        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
+
+    def mel2hz(m: np.ndarray) -> np.ndarray:
+        return 700.0 * (10.0 ** (np.asarray(m) / 2595.0) - 1.0)
+
+    mels = np.linspace(hz2mel(0.0), hz2mel(fmax), n_mels + 2)
+    hz = mel2hz(mels)
+    freqs = np.linspace(0, sr / 2, n_fft // 2 + 1)
+    fb = np.zeros((n_mels, len(freqs)), dtype=np.float32)
+    for i in range(n_mels):
+        lo, c, hi = hz[i], hz[i + 1], hz[i + 2]
+        up = (freqs - lo) / max(c - lo, 1e-6)
+        down = (hi - freqs) / max(hi - c, 1e-6)
+        fb[i] = np.maximum(0, np.minimum(up, down)) * (2.0 / (hi - lo))
+    return fb
+
+
+def log_mel(x: np.ndarray) -> np.ndarray:
+    """Log-mel spectrogram (n_mels, frames) at 16 kHz; the neural vocoder's input feature."""
+    mag = np.abs(_stft(np.asarray(x, dtype=np.float32)))
+    return np.log(np.maximum(mel_filterbank() @ mag, 1e-5)).astype(np.float32)
+
+
+def griffinlim(x: np.ndarray, sr: int = SR, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Linear-magnitude Griffin-Lim copy synthesis (phase discarded and re-estimated)."""
+    rng = rng or np.random.default_rng(0)
+    mag = np.abs(_stft(x))
+    return _griffin_lim(mag, len(x), 32, rng)
+
+
+def melgl(x: np.ndarray, sr: int = SR, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Mel-spectrogram inversion: pseudo-inverse of the mel filterbank, then Griffin-Lim."""
+    rng = rng or np.random.default_rng(0)
+    mel = np.exp(log_mel(x))
+    fb = mel_filterbank()
+    mag = np.maximum(np.linalg.pinv(fb) @ mel, 0.0)
+    return _griffin_lim(mag, len(x), 32, rng)
+
+
+# ----------------------------------------------------------------------------------------- LPC / sines
+
+
+def _lpc(frame: np.ndarray, order: int) -> tuple[np.ndarray, float]:
+    """Autocorrelation-method LPC via Levinson-Durbin; returns (a with a[0]=1, residual energy)."""
+    r = np.correlate(frame, frame, "full")[len(frame) - 1 : len(frame) + order]
+    if r[0] <= 1e-10:
+        return np.r_[1.0, np.zeros(order)], 0.0
+    r[0] *= 1.0 + 1e-4
+    a = np.zeros(order + 1)
+    a[0] = 1.0
+    e = r[0]
+    for i in range(1, order + 1):
+        k = -(r[i] + np.dot(a[1:i], r[i - 1 : 0 : -1])) / e
+        a[1:i] = a[1:i] + k * a[i - 1 : 0 : -1]
+        a[i] = k
+        e *= 1.0 - k * k
+        if e <= 0:
+            break
+    return a, max(float(e), 0.0)
+
+
+def _f0_track(x: np.ndarray, sr: int, period_ms: float) -> np.ndarray:
+    pw = _pyworld()
+    xd = x.astype(np.float64)
+    f0, t = pw.dio(xd, sr, f0_floor=60.0, f0_ceil=600.0, frame_period=period_ms)
+    return pw.stonemask(xd, f0, t, sr)
+
+
+def lpc(x: np.ndarray, sr: int = SR, rng: np.random.Generator | None = None) -> np.ndarray:
+    """LPC vocoder (order 18, 20 ms frames, 10 ms hop): pulse/noise excitation through all-pole filters."""
+    from scipy.signal import lfilter
+
+    rng = rng or np.random.default_rng(0)
+    hop, win_len, order = sr // 100, sr // 50, 18
+    f0 = _f0_track(x, sr, 10.0)
+    pre = np.append(x[0], x[1:] - 0.97 * x[:-1]).astype(np.float64)
+    n_frames = len(x) // hop + 1
+    win = np.hanning(win_len)
+    out = np.zeros(len(x) + win_len)
+    phase = 0.0
+    zi = np.zeros(order)
+    for i in range(n_frames):
+        s = i * hop
+        frame = pre[s : s + win_len]
+        if len(frame) < win_len:
+            frame = np.pad(frame, (0, win_len - len(frame)))
+        a, err = _lpc(frame * win, order)
+        gain = np.sqrt(err / win_len)
+        fi = f0[min(i, len(f0) - 1)]
+        if fi > 0:
+            exc = np.zeros(hop)
+            per = sr / fi
+            while phase < hop:
+                exc[int(phase)] = np.sqrt(per)
+                phase += per
+            phase -= hop
+        else:
+            exc = rng.standard_normal(hop)
+            phase = 0.0
+        seg, zi = lfilter([gain], a, exc, zi=zi * 1.0)
+        out[s : s + hop] += seg
+    y = lfilter([1.0], [1.0, -0.97], out[: len(x)])
+    return _match_level(_fit(y, len(x)), x)
+
+
+def sinusoidal(x: np.ndarray, sr: int = SR, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Harmonic-plus-noise resynthesis: sinusoids at k*F0 with amplitudes from the WORLD envelope."""
+    rng = rng or np.random.default_rng(0)
+    f0, sp, ap, period = _world_analysis(x, sr)
+    hop = int(sr * period / 1000)
+    n = len(x)
+    t_frames = np.arange(len(f0)) * hop
+    ts = np.arange(n)
+    f0_s = np.interp(ts, t_frames, f0)
+    voiced = f0_s > 0
+    f0_filled = np.where(voiced, f0_s, 0.0)
+    phase0 = 2 * np.pi * np.cumsum(f0_filled) / sr
+    n_bins = sp.shape[1]
+    y = np.zeros(n)
+    max_h = int(sr / 2 / 60)
+    frame_idx = np.minimum(ts // hop, len(f0) - 1)
+    for k in range(1, max_h + 1):
+        fk = k * f0_filled
+        ok = voiced & (fk < sr / 2 * 0.95)
+        if not ok.any():
+            break
+        bins = np.clip((fk / (sr / 2) * (n_bins - 1)).astype(int), 0, n_bins - 1)
+        amp = np.sqrt(sp[frame_idx, bins]) * (1.0 - ap[frame_idx, bins]) ** 0.5
+        y += np.where(ok, amp * np.cos(k * phase0), 0.0)
+    # noise part: envelope-shaped white noise weighted by aperiodicity, via STFT
+    noise = rng.standard_normal(n)
+    spec = _stft(noise)
+    env = np.sqrt(sp * ap).T  # (bins, frames) at WORLD rate
+    freq_pos = np.linspace(0, n_bins - 1, spec.shape[0]).astype(int)
+    frame_pos = np.minimum((np.arange(spec.shape[1]) * HOP / hop).astype(int), env.shape[1] - 1)
+    spec *= env[np.ix_(freq_pos, frame_pos)]
+    noise_part = _istft(spec, n)
+    y = y / (np.sqrt(np.mean(y**2)) + 1e-9) + noise_part / (np.sqrt(np.mean(noise_part**2)) + 1e-9) * 0.3
+    return _match_level(_match_envelope(_fit(y, n), x, sr), x)
+
+
+def _match_envelope(y: np.ndarray, ref: np.ndarray, sr: int) -> np.ndarray:
+    """Correct the 20 ms energy envelope of `y` towards `ref` (gain limited to +-20 dB, smoothed)."""
+    hop = sr // 100
+    n = len(ref) // hop + 1
+
+    def env(z: np.ndarray) -> np.ndarray:
+        zp = np.pad(z.astype(np.float64) ** 2, (0, n * hop - len(z) + hop))
+        e = zp[: (n + 1) * hop].reshape(n + 1, hop).mean(axis=1)
+        return np.convolve(e, np.ones(3) / 3, mode="same")[:n]
+
+    g = np.sqrt((env(ref) + 1e-10) / (env(y) + 1e-10))
+    g = np.clip(g, 0.1, 10.0)
+    gs = np.interp(np.arange(len(y)), np.arange(n) * hop + hop / 2, g)
+    return (y * gs).astype(np.float32)
+
+
+def _match_level(y: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    ry = float(np.sqrt(np.mean(y.astype(np.float64) ** 2)))
+    rr = float(np.sqrt(np.mean(ref.astype(np.float64) ** 2)))
+    if ry > 0 and rr > 0:
+        y = y * (rr / ry)
+    peak = float(np.max(np.abs(y), initial=0.0))
+    if peak > 0.99:
+        y = y * (0.99 / peak)
+    return y.astype(np.float32)
+
+
+CLASSIC_VOCODERS: dict[str, Callable[..., np.ndarray]] = {
+    "world": world,
+    "griffinlim": griffinlim,
+    "melgl": melgl,
+    "lpc": lpc,
+    "sinusoidal": sinusoidal,
+}
+
+
+# ------------------------------------------------------------------------------------ neural vocoder
+
+
+def build_generator(channels: int = 128, upsample: tuple[int, ...] = (8, 8, 4)) -> Any:
+    """A small HiFi-GAN (V3-like) generator: log-mel (80, T) -> waveform (T*256). Needs torch."""
+    import torch
+    from torch import nn
+
+    class ResBlock(nn.Module):
+        def __init__(self, ch: int, k: int = 3, dilations: tuple[int, ...] = (1, 3, 5)) -> None:
+            super().__init__()
+            self.convs = nn.ModuleList(
+                nn.Conv1d(ch, ch, k, dilation=d, padding=d * (k - 1) // 2) for d in dilations
+            )
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for c in self.convs:
+                x = x + c(nn.functional.leaky_relu(x, 0.1))
+            return x
+
+    class Generator(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pre = nn.Conv1d(N_MELS, channels, 7, padding=3)
+            ups, blocks = [], []
+            ch = channels
+            for r in upsample:
+                ups.append(nn.ConvTranspose1d(ch, ch // 2, r * 2, stride=r, padding=r // 2 + r % 2,
+                                              output_padding=r % 2))
+                ch //= 2
+                blocks.append(nn.ModuleList([ResBlock(ch, 3), ResBlock(ch, 7)]))
+            self.ups = nn.ModuleList(ups)
+            self.blocks = nn.ModuleList(blocks)
+            self.post = nn.Conv1d(ch, 1, 7, padding=3)
+
+        def forward(self, mel: torch.Tensor) -> torch.Tensor:
+            x = self.pre(mel)
+            for up, bl in zip(self.ups, self.blocks, strict=True):
+                x = up(nn.functional.leaky_relu(x, 0.1))
+                x = (bl[0](x) + bl[1](x)) / 2
+            return torch.tanh(self.post(nn.functional.leaky_relu(x, 0.1))).squeeze(1)
+
+    return Generator()
+
+
+def torch_log_mel(wav: Any) -> Any:
+    """Torch twin of `log_mel` for training (batch, samples) -> (batch, 80, frames)."""
+    import torch
+
+    win = torch.hann_window(WIN, device=wav.device)
+    spec = torch.stft(wav, N_FFT, HOP, WIN, win, center=True, pad_mode="reflect", return_complex=True)
+    fb = torch.from_numpy(mel_filterbank()).to(wav.device)
+    return torch.log(torch.clamp(fb @ spec.abs(), min=1e-5))
+
+
+@dataclass
+class NeuralVocoder:
+    """A trained mel->waveform generator loaded from a checkpoint written by train_vocoder.py."""
+
+    name: str
+    generator: Any
+    meta: dict
+
+    @classmethod
+    def load(cls, path: Path) -> NeuralVocoder:
+        try:
+            import torch
+        except ImportError as e:
+            raise VocoderError("neural vocoders need torch (pip install 'voxwarden[train]')") from e
+        try:
+            ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+            meta = dict(ckpt["meta"])
+            gen = build_generator(int(meta.get("channels", 128)), tuple(meta.get("upsample", (8, 8, 4))))
+            gen.load_state_dict(ckpt["generator"])
+        except Exception as e:  # noqa: BLE001 - a hostile/corrupt file can raise anything from unpickling
+            raise VocoderError(f"cannot load neural vocoder {path}: {e}") from e
+        gen.eval()
+        return cls(str(meta.get("name", Path(path).stem)), gen, meta)
+
+    def __call__(self, x: np.ndarray, sr: int = SR, rng: np.random.Generator | None = None) -> np.ndarray:
+        import torch
+
+        mel = torch.from_numpy(log_mel(x))[None]
+        with torch.inference_mode():
+            y = self.generator(mel)[0].numpy()
+        return _match_level(_fit(y, len(x)), x)
+
+
+def copy_synthesize(
+    x: np.ndarray, vocoder: str | NeuralVocoder, *, sr: int = SR, rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """Resynthesise `x` (16 kHz mono float32) through `vocoder` (a name in CLASSIC_VOCODERS or a model)."""
+    if sr != SR:
+        raise VocoderError(f"copy synthesis runs at {SR} Hz, got {sr}")
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 1 or len(x) < WIN:
+        raise VocoderError("need mono audio of at least 1024 samples")
+    if isinstance(vocoder, NeuralVocoder):
+        return vocoder(x, sr, rng)
+    fn = CLASSIC_VOCODERS.get(vocoder)
+    if fn is None:
+        raise VocoderError(f"unknown vocoder {vocoder!r}; known: {', '.join(CLASSIC_VOCODERS)}")
+    y = fn(x, sr, rng)
+    if not np.all(np.isfinite(y)):
+        raise VocoderError(f"{vocoder} produced non-finite samples")
+    return _match_level(y, x) if vocoder in ("world", "griffinlim", "melgl") else y

@@ -1,0 +1,778 @@
+"""Neural countermeasure: a compact LCNN on a log-linear spectrogram computed *inside* the model.
+
+Waveform ``[B, N]`` (16 kHz float32, any N >= one STFT frame) in, one logit per row out (higher = more
+likely synthetic). The STFT is a strided ``Conv1d`` with fixed windowed-DFT kernels, so the whole
+pipeline (normalisation, spectrogram, network, pooling) exports to one ONNX graph that onnxruntime runs
+without torch. See ``docs/neural-countermeasure.md`` for why this design.
+
+Training needs torch (the ``[train]`` extra); only ``voxwarden.detect.onnx_backend`` is used at runtime.
+``train_neural`` trains and exports one model; ``build_default`` (also ``python -m
+voxwarden.detect.neural``) reproduces the shipped default model from a corpus protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import math
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+SR = 16000
+Progress = Callable[[str, float], None]
+
+
+# --------------------------------------------------------------------------------------------- model
+
+
+@dataclass
+class NeuralConfig:
+    """Architecture hyper-parameters (stored in the card so a model can be rebuilt)."""
+
+    model: str = "lcnn"
+    n_fft: int = 320  # 20 ms frames
+    hop: int = 160  # 10 ms hop
+    fmax_bins: int | None = None  # keep only the lowest bins (None: all n_fft//2+1)
+    channels: tuple[int, ...] = (8, 16, 32, 48)
+    dropout: float = 0.3
+    cmvn: bool = False  # per-bin mean normalisation over time (channel-robust, loses spectral tilt)
+
+    @property
+    def bins(self) -> int:
+        full = self.n_fft // 2 + 1
+        return full if self.fmax_bins is None else min(full, self.fmax_bins)
+
+
+class LogSpectrogram(nn.Module):
+    """Level-normalised log power spectrogram via a fixed DFT ``Conv1d``: ``[B, N] -> [B, 1, F, T]``."""
+
+    def __init__(self, n_fft: int, hop: int, bins: int, cmvn: bool) -> None:
+        super().__init__()
+        self.n_fft, self.hop, self.bins, self.cmvn = n_fft, hop, bins, cmvn
+        n = torch.arange(n_fft, dtype=torch.float64)
+        k = torch.arange(bins, dtype=torch.float64)
+        win = 0.5 - 0.5 * torch.cos(2 * math.pi * n / n_fft)  # periodic Hann
+        ang = 2 * math.pi * k[:, None] * n[None, :] / n_fft
+        kernel = torch.cat([torch.cos(ang) * win, -torch.sin(ang) * win], 0).float().unsqueeze(1)
+        self.register_buffer("kernel", kernel, persistent=True)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        x = wave - wave.mean(dim=1, keepdim=True)
+        # per-window level normalisation: the model never sees absolute gain
+        x = x / (x.pow(2).mean(dim=1, keepdim=True).sqrt() + 1e-6)
+        spec = nn.functional.conv1d(x.unsqueeze(1), self.kernel, stride=self.hop)  # [B, 2F, T]
+        re, im = spec[:, : self.bins], spec[:, self.bins :]
+        logp = torch.log(re * re + im * im + 1e-5)
+        if self.cmvn:
+            logp = logp - logp.mean(dim=2, keepdim=True)
+        else:
+            logp = logp - logp.mean(dim=(1, 2), keepdim=True)
+        return logp.unsqueeze(1)
+
+
+class MFM(nn.Module):
+    """Max-feature-map (LCNN): split channels in two halves and keep the element-wise max."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = torch.chunk(x, 2, dim=1)
+        return torch.maximum(a, b)
+
+
+class LCNNLite(nn.Module):
+    """Light CNN (Lavrentyeva et al., ASVspoof 2019) cut down to a few MFLOPs per second of audio."""
+
+    def __init__(self, cfg: NeuralConfig) -> None:
+        super().__init__()
+        self.front = LogSpectrogram(cfg.n_fft, cfg.hop, cfg.bins, cfg.cmvn)
+        layers: list[nn.Module] = [nn.BatchNorm2d(1)]
+        c_in = 1
+        for i, c in enumerate(cfg.channels):
+            k = 3
+            layers += [nn.Conv2d(c_in, 2 * c, k, padding=k // 2, bias=False), nn.BatchNorm2d(2 * c)]
+            if i < len(cfg.channels) - 1:
+                # max-pooling and MFM are both maxima, so they commute: pooling first is the same
+                # function with 4x less work for the channel max (and fewer layout reorders in ORT)
+                layers.append(nn.MaxPool2d(2, 2))
+            layers.append(MFM())
+            c_in = c
+        self.body = nn.Sequential(*layers)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(2 * c_in, 1)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        h = self.body(self.front(wave))  # [B, C, F', T']
+        h = h.mean(dim=2)  # average over frequency -> [B, C, T']
+        pooled = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)  # time mean + max
+        return self.head(self.drop(pooled)).squeeze(1)
+
+
+MODELS: dict[str, type[nn.Module]] = {"lcnn": LCNNLite}
+
+
+def build_model(cfg: NeuralConfig) -> nn.Module:
+    """Instantiate the architecture a config names."""
+    if cfg.model not in MODELS:
+        raise ValueError(f"unknown neural model {cfg.model!r} (known: {', '.join(MODELS)})")
+    return MODELS[cfg.model](cfg)
+
+
+# ------------------------------------------------------------------------------------- augmentation
+
+
+def _band_limit(x: torch.Tensor, gen: torch.Generator, p: float) -> torch.Tensor:
+    """Random low-pass (telephone .. wideband) and high-pass per row, as a brick-wall FFT mask."""
+    b, n = x.shape
+    spec = torch.fft.rfft(x, dim=1)
+    freqs = torch.fft.rfftfreq(n, 1.0 / SR)
+    apply = torch.rand(b, generator=gen) < p
+    lo_cut = torch.empty(b).uniform_(3400.0, 7600.0, generator=gen)
+    hi_cut = torch.empty(b).uniform_(0.0, 300.0, generator=gen)
+    mask = (freqs[None, :] <= lo_cut[:, None]) & (freqs[None, :] >= hi_cut[:, None])
+    mask = torch.where(apply[:, None], mask, torch.ones_like(mask))
+    return torch.fft.irfft(spec * mask, n=n, dim=1)
+
+
+def augment(x: torch.Tensor, gen: torch.Generator, strength: float = 1.0) -> torch.Tensor:
+    """Label-blind augmentation (both classes alike): gain, polarity, band-limiting, additive noise."""
+    b, n = x.shape
+    if strength <= 0:
+        return x
+    x = _band_limit(x, gen, 0.35 * strength)
+    # additive white or brown-ish noise at 5..40 dB SNR
+    rms = x.pow(2).mean(dim=1, keepdim=True).sqrt() + 1e-6
+    snr = torch.empty(b, 1).uniform_(5.0, 40.0, generator=gen)
+    noise = torch.randn(b, n, generator=gen)
+    brown = torch.rand(b, 1, generator=gen) < 0.5
+    smooth = torch.cumsum(noise, dim=1)
+    smooth = smooth - torch.linspace(0, 1, n)[None, :] * smooth[:, -1:]
+    smooth = smooth / (smooth.pow(2).mean(dim=1, keepdim=True).sqrt() + 1e-6)
+    noise = torch.where(brown, smooth, noise)
+    use = (torch.rand(b, 1, generator=gen) < 0.4 * strength).float()
+    x = x + use * noise * rms * torch.pow(10.0, -snr / 20.0)
+    sign = torch.where(torch.rand(b, 1, generator=gen) < 0.5, -1.0, 1.0)
+    gain = torch.pow(10.0, torch.empty(b, 1).uniform_(-1.5, 0.5, generator=gen))
+    return (x * sign * gain).clamp(-1.0, 1.0)
+
+
+# ---------------------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainOptions:
+    """Training hyper-parameters (all recorded in the card)."""
+
+    epochs: int = 20
+    batch: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    crop_min: float = 1.0  # seconds; each batch draws one crop length in [crop_min, crop_max]
+    crop_max: float = 4.0
+    augment: float = 1.0
+    threads: int = 2
+    steps_per_epoch: int | None = None  # default: items / batch
+    device: str = "cpu"  # "cuda" trains on a GPU (not bit-identical to CPU); export is always on CPU
+    max_seconds: float | None = None  # safety net: stop early (recorded in the card) after this long
+
+
+def _sample_batch(
+    items: Sequence[tuple[np.ndarray, int]],
+    by_label: dict[int, tuple[np.ndarray, np.ndarray]],
+    rng: np.random.Generator,
+    batch: int,
+    crop_min: float,
+    crop_max: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class-balanced batch of random crops, all of one random length (no padding, no tiling).
+
+    The crop length is drawn first; each label then draws among its clips at least that long (if a
+    label has none, the length shrinks to its longest clip), so long crops are actually seen.
+    ``by_label[lab]`` is (indices sorted by length, their lengths).
+    """
+    labels = np.array([i % 2 for i in range(batch)])
+    rng.shuffle(labels)
+    length = int(rng.uniform(crop_min, crop_max) * SR)
+    length = min(length, *(int(lens[-1]) for _, lens in by_label.values()))
+    idx = []
+    for lab in labels:
+        order, lens = by_label[int(lab)]
+        first = int(np.searchsorted(lens, length, side="left"))
+        idx.append(int(order[rng.integers(first, len(order))]))
+    out = np.empty((batch, length), dtype=np.float32)
+    for j, i in enumerate(idx):
+        a = items[i][0]
+        s = int(rng.integers(0, len(a) - length + 1))
+        out[j] = a[s : s + length]
+    return out, labels.astype(np.float32)
+
+
+def _check_items(items: Sequence[tuple[np.ndarray, int]], min_samples: int) -> list[tuple[np.ndarray, int]]:
+    clean: list[tuple[np.ndarray, int]] = []
+    for a, lab in items:
+        a = np.asarray(a, dtype=np.float32).reshape(-1)
+        if len(a) < min_samples or not np.all(np.isfinite(a)):
+            continue
+        if int(lab) not in (0, 1):
+            raise ValueError(f"labels must be 0 (bona fide) or 1 (spoof), got {lab!r}")
+        clean.append((a, int(lab)))
+    labs = {lab for _, lab in clean}
+    if labs != {0, 1}:
+        raise ValueError(
+            f"need usable clips (>= {min_samples / SR:.2f} s, finite) of both labels; got {labs}"
+        )
+    return clean
+
+
+def export_onnx(model: nn.Module, path: Path, *, check: bool = True) -> float:
+    """Export ``[B, N] -> [B]`` with dynamic batch and length; return max |torch - onnxruntime| (checked)."""
+    model.eval()
+    dummy = torch.zeros(2, SR)
+    dummy[:, ::50] = 0.1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (dummy,),
+            str(path),
+            dynamo=False,
+            input_names=["waveform"],
+            output_names=["logit"],
+            dynamic_axes={"waveform": {0: "batch", 1: "samples"}, "logit": {0: "batch"}},
+            opset_version=17,
+        )
+    if not check:
+        return 0.0
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    gen = torch.Generator().manual_seed(1234)
+    worst = 0.0
+    for n in (SR // 2, 2 * SR, 4 * SR):
+        x = torch.randn(3, n, generator=gen) * 0.1
+        with torch.no_grad():
+            ref = model(x).numpy()
+        got = sess.run(None, {"waveform": x.numpy()})[0]
+        worst = max(worst, float(np.max(np.abs(ref - got))))
+    if worst > 1e-4:
+        raise RuntimeError(f"ONNX export mismatch: max |torch - onnxruntime| = {worst:.3g} > 1e-4")
+    return worst
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def train_neural(
+    items: list[tuple[np.ndarray, int]],
+    out_dir: Path,
+    *,
+    model: str = "lcnn",
+    seed: int = 0,
+    progress: Progress | None = None,
+    epochs: int | None = None,
+    **opts: Any,
+) -> dict:
+    """Train a neural countermeasure on ``(16 kHz audio, label)`` pairs and export ``model.onnx``.
+
+    Label 1 = spoof, 0 = bona fide. Batches are class-balanced random crops with label-blind
+    augmentation; training is deterministic for a seed. Returns card fields
+    ``{"kind", "file", "sha256", "training", "architecture"}``; calibration is the caller's job.
+    Extra ``opts`` set ``TrainOptions`` and ``NeuralConfig`` fields (e.g. ``batch=16``, ``cmvn=True``).
+    """
+    arch_keys = {f for f in NeuralConfig.__dataclass_fields__}
+    train_keys = {f for f in TrainOptions.__dataclass_fields__}
+    unknown = set(opts) - arch_keys - train_keys
+    if unknown:
+        raise ValueError(f"unknown training options: {sorted(unknown)}")
+    arch_opts = {k: v for k, v in opts.items() if k in arch_keys}
+    if "channels" in arch_opts:
+        arch_opts["channels"] = tuple(int(c) for c in arch_opts["channels"])
+    cfg = NeuralConfig(model=model, **arch_opts)
+    topt = TrainOptions(**{k: v for k, v in opts.items() if k in train_keys})
+    if epochs is not None:
+        topt.epochs = int(epochs)
+    report = progress or (lambda msg, frac: None)
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(max(1, int(topt.threads)))
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+
+    data = _check_items(items, int(topt.crop_min * SR) // 2)
+    labels = np.array([lab for _, lab in data])
+    lengths = np.array([len(a) for a, _ in data])
+    by_label = {}
+    for lab in (0, 1):
+        idx = np.flatnonzero(labels == lab)
+        idx = idx[np.argsort(lengths[idx], kind="stable")]
+        by_label[lab] = (idx, lengths[idx])
+    crop_min = topt.crop_min
+    crop_max = max(topt.crop_max, crop_min)
+
+    dev = torch.device(topt.device)
+    net = build_model(cfg).to(dev)
+    steps_per_epoch = topt.steps_per_epoch or max(1, math.ceil(len(data) / topt.batch))
+    total = max(1, topt.epochs * steps_per_epoch)
+    opt = torch.optim.AdamW(net.parameters(), lr=topt.lr, weight_decay=topt.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=topt.lr, total_steps=total, pct_start=0.15)
+    loss_fn = nn.BCEWithLogitsLoss()
+    t0 = time.time()
+    losses: list[float] = []
+    net.train()
+    stopped_at: int | None = None
+    for step in range(total):
+        if topt.max_seconds is not None and time.time() - t0 > topt.max_seconds:
+            stopped_at = step
+            report(f"time budget of {topt.max_seconds:.0f} s reached after {step} steps", 1.0)
+            break
+        xb, yb = _sample_batch(data, by_label, rng, topt.batch, crop_min, crop_max)
+        x = augment(torch.from_numpy(xb), gen, topt.augment)
+        loss = loss_fn(net(x.to(dev)), torch.from_numpy(yb).to(dev))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+        if (step + 1) % steps_per_epoch == 0 or step + 1 == total:
+            recent = float(np.mean(losses[-steps_per_epoch:]))
+            report(
+                f"epoch {(step + 1) // steps_per_epoch}/{topt.epochs} loss {recent:.4f}", (step + 1) / total
+            )
+    train_s = time.time() - t0
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = out_dir / "model.onnx"
+    net = net.cpu()
+    max_diff = export_onnx(net, onnx_path)
+    n_params = sum(p.numel() for p in net.parameters())
+    return {
+        "kind": "onnx",
+        "file": "model.onnx",
+        "sha256": _sha256(onnx_path),
+        "architecture": {**asdict(cfg), "parameters": int(n_params)},
+        "training": {
+            "seed": seed,
+            "items": len(data),
+            "bonafide": int((labels == 0).sum()),
+            "spoof": int((labels == 1).sum()),
+            "hours": round(sum(len(a) for a, _ in data) / SR / 3600.0, 3),
+            "steps": total if stopped_at is None else stopped_at,
+            "planned_steps": total,
+            "hyper_parameters": asdict(topt),
+            "final_loss": round(float(np.mean(losses[-steps_per_epoch:])), 5) if losses else None,
+            "train_seconds": round(train_s, 1),
+            "onnx_max_abs_diff": max_diff,
+            "torch": torch.__version__,
+        },
+    }
+
+
+# ------------------------------------------------------------------------------- scoring + metrics
+
+
+def score_clips(
+    model_dir: Path, clips: Sequence[np.ndarray], *, window: float = 4.0, hop: float = 2.0
+) -> np.ndarray:
+    """Mean window logit per clip with the exported ONNX model (as the detector windows it, no VAD)."""
+    from voxwarden.detect.onnx_backend import OnnxBackend
+
+    backend = OnnxBackend.load({"file": "model.onnx"}, Path(model_dir), threads=2)
+    w, h = int(window * SR), int(hop * SR)
+    out = np.empty(len(clips), dtype=np.float64)
+    for i, a in enumerate(clips):
+        if len(a) <= w:
+            wins = [a]
+        else:
+            starts = list(range(0, len(a) - w + 1, h))
+            if starts[-1] + w < len(a):
+                starts.append(len(a) - w)
+            wins = [a[s : s + w] for s in starts]
+        out[i] = float(np.mean(backend.score_windows(wins)))
+    return out
+
+
+def eer(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Equal error rate and its score threshold (labels 1 = spoof = higher score)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels)
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan"), float("nan")
+    thr = np.unique(scores)
+    frr = np.array([(pos < t).mean() for t in thr])  # spoof missed
+    far = np.array([(neg >= t).mean() for t in thr])  # bona fide flagged
+    i = int(np.argmin(np.abs(frr - far)))
+    return float((frr[i] + far[i]) / 2.0), float(thr[i])
+
+
+def fit_logistic(scores: np.ndarray, labels: np.ndarray, iters: int = 100) -> tuple[float, float]:
+    """(a, b) of p = sigmoid(a*s + b) by class-balanced Newton logistic regression (fallback calibrator)."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    w = np.where(y == 1, 0.5 / max(1, y.sum()), 0.5 / max(1, (1 - y).sum()))
+    a, b = 1.0, 0.0
+    for _ in range(iters):
+        p = 1.0 / (1.0 + np.exp(-(a * s + b)))
+        g = np.array([np.sum(w * (p - y) * s), np.sum(w * (p - y))]) + 1e-6 * np.array([a, 0.0])
+        r = w * p * (1 - p)
+        hess = np.array([[np.sum(r * s * s) + 1e-6, np.sum(r * s)], [np.sum(r * s), np.sum(r) + 1e-9]])
+        step = np.linalg.solve(hess, g)
+        a, b = a - step[0], b - step[1]
+        if np.max(np.abs(step)) < 1e-9:
+            break
+    return float(a), float(b)
+
+
+def _calibrate(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float, float, str]:
+    """(a, b, probability threshold at the EER, method) on held-back scores."""
+    try:
+        from voxwarden.detect.calibrate import eer_threshold, fit_platt
+    except ImportError:
+        a, b = fit_logistic(scores, labels)
+        _, thr = eer(scores, labels)
+        return a, b, float(1.0 / (1.0 + math.exp(-(a * thr + b)))), "voxwarden.detect.neural.fit_logistic"
+    a, b = fit_platt(scores, labels)
+    thr_p, _ = eer_threshold(a, b, scores[labels == 0], scores[labels == 1])
+    return a, b, thr_p, "voxwarden.detect.calibrate.fit_platt (class-balanced), EER threshold"
+
+
+def _detector_scorer(model_dir: Path) -> tuple[Callable[[np.ndarray], float], str]:
+    """Clip scorer as the ``Detector`` runs it (VAD, card windows, aggregation); raw ONNX windows else."""
+    try:
+        from voxwarden.audio import Clip
+        from voxwarden.detect.train import _clip_scorer
+
+        scorer = _clip_scorer(Path(model_dir))
+        return (
+            lambda a: scorer(Clip(np.asarray(a, dtype=np.float32), SR))
+        ), "detector (VAD, 4 s/2 s windows)"
+    except ImportError:
+        return (lambda a: float(score_clips(Path(model_dir), [a])[0])), "raw 4 s/2 s windows, no VAD"
+
+
+def _score_all(
+    scorer: Callable[[np.ndarray], float], items: Sequence[CorpusItem]
+) -> tuple[np.ndarray, list[int]]:
+    """Scores of the items that can be scored (too little speech etc. are skipped) and their indices."""
+    scores, kept = [], []
+    for i, it in enumerate(items):
+        try:
+            scores.append(scorer(it.audio))
+            kept.append(i)
+        except Exception:  # noqa: BLE001 - AudioError (silence, too little speech) or too short: skip
+            continue
+    return np.asarray(scores, dtype=np.float64), kept
+
+
+# ------------------------------------------------------------------------------- default recipe
+
+
+@dataclass
+class CorpusItem:
+    """One protocol row with its decoded audio."""
+
+    file: str
+    label: int
+    system: str
+    speaker: str
+    audio: np.ndarray = field(repr=False)
+    split: str = ""
+
+
+def read_protocol(
+    protocol: Path, audio_dir: Path | None = None, *, limit_s: float = 30.0
+) -> list[CorpusItem]:
+    """Read a protocol TSV (file, label, system, speaker, ...) and decode its audio to 16 kHz mono."""
+    import soundfile as sf
+    from scipy.signal import resample_poly
+
+    protocol = Path(protocol)
+    base = Path(audio_dir) if audio_dir else protocol.parent / "audio"
+    out: list[CorpusItem] = []
+    with open(protocol, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            path = base / row["file"]
+            if not path.is_file():
+                path = protocol.parent / row["file"]
+            try:
+                a, sr = sf.read(str(path), dtype="float32", always_2d=True)
+            except Exception:  # noqa: BLE001 - skip unreadable files, counted by the caller
+                continue
+            a = a.mean(axis=1)
+            if sr != SR:
+                g = math.gcd(int(sr), SR)
+                a = resample_poly(a, SR // g, int(sr) // g).astype(np.float32)
+            a = a[: int(limit_s * SR)]
+            lab = 1 if row["label"].strip().lower() in ("spoof", "1", "synthetic") else 0
+            out.append(
+                CorpusItem(
+                    row["file"],
+                    lab,
+                    row.get("system") or ("spoof" if lab else "bonafide"),
+                    row.get("speaker") or row["file"],
+                    a,
+                    (row.get("split") or "").strip().lower(),
+                )
+            )
+    return out
+
+
+def split_by_speaker(items: Sequence[CorpusItem], frac: float, seed: int) -> tuple[list[int], list[int]]:
+    """Hold out ``frac`` of speakers (per label): held-back clips never share a speaker with training."""
+    rng = np.random.default_rng(seed)
+    held: set[str] = set()
+    for lab in (0, 1):
+        spk = sorted({it.speaker for it in items if it.label == lab})
+        rng.shuffle(spk)
+        held.update(spk[: max(1, int(round(frac * len(spk))))])
+    tr = [i for i, it in enumerate(items) if it.speaker not in held]
+    ho = [i for i, it in enumerate(items) if it.speaker in held]
+    return tr, ho
+
+
+def train_heldout(items: Sequence[CorpusItem], frac: float, seed: int) -> tuple[list[int], list[int], str]:
+    """The corpus's own ``split`` column (train / val) when it has one, else a seeded speaker split."""
+    splits = {it.split for it in items}
+    if "train" in splits and "val" in splits:
+        tr = [i for i, it in enumerate(items) if it.split == "train"]
+        ho = [i for i, it in enumerate(items) if it.split == "val"]
+        if {items[i].label for i in tr} == {0, 1} and {items[i].label for i in ho} == {0, 1}:
+            return tr, ho, "protocol split column (train / val)"
+    tr, ho = split_by_speaker(items, frac, seed)
+    return tr, ho, f"seeded speaker split, {frac:.0%} of speakers held back"
+
+
+def per_system_eer(scores: np.ndarray, items: Sequence[CorpusItem]) -> dict[str, float]:
+    """EER of each spoof system against all bona fide clips of the set."""
+    labels = np.array([it.label for it in items])
+    out = {"overall": round(eer(scores, labels)[0], 4)}
+    for sysname in sorted({it.system for it in items if it.label == 1}):
+        m = np.array([(it.label == 0) or (it.system == sysname) for it in items])
+        out[sysname] = round(eer(scores[m], labels[m])[0], 4)
+    return out
+
+
+def logo_eval(
+    items: Sequence[CorpusItem],
+    tr: Sequence[int],
+    ho: Sequence[int],
+    *,
+    seed: int = 0,
+    progress: Progress | None = None,
+    **train_opts: Any,
+) -> dict[str, float]:
+    """Leave-one-generator-out EER: for each spoof system, train without it (on ``tr``) and score it
+    together with the held-back bona fide clips (``ho``)."""
+    import tempfile
+
+    say = progress or (lambda msg, frac: None)
+    out: dict[str, float] = {}
+    systems = sorted({items[i].system for i in tr if items[i].label == 1})
+    for k, name in enumerate(systems):
+        tr_k = [i for i in tr if items[i].system != name]
+        ev = [i for i in ho if items[i].label == 0] + [i for i, it in enumerate(items) if it.system == name]
+        with tempfile.TemporaryDirectory() as td:
+            train_neural([(items[i].audio, items[i].label) for i in tr_k], Path(td), seed=seed, **train_opts)
+            sc = score_clips(Path(td), [items[i].audio for i in ev])
+        out[name] = round(eer(sc, np.array([items[i].label for i in ev]))[0], 4)
+        say(f"LOGO {name}: EER {out[name]:.3f}", (k + 1) / len(systems))
+    return out
+
+
+def build_default(
+    protocol: Path,
+    out_dir: Path,
+    *,
+    seed: int = 0,
+    epochs: int = 20,
+    holdout: float = 0.2,
+    logo: bool = False,
+    logo_epochs: int | None = None,
+    dev_protocol: Path | None = None,
+    pretrained: Path | None = None,
+    extra_metrics: Path | None = None,
+    command: str | None = None,
+    progress: Progress | None = None,
+    **opts: Any,
+) -> dict:
+    """Train, calibrate and document the default model; writes ``card.json`` + ``model.onnx`` in out_dir.
+
+    Speakers are split into train and held-back (calibration, threshold, held-out EER), by a seeded
+    split that depends only on the protocol. ``pretrained`` (a folder with ``model.onnx`` and the
+    ``training.json`` that ``train_neural`` returned) skips training, e.g. when the same recipe ran on
+    a GPU machine. Optional leave-one-generator-out runs and a *validation-only* dev EER go into the
+    card's metrics; the dev set never influences calibration or threshold.
+    """
+    import shutil
+
+    say = progress or (lambda msg, frac: print(f"[{frac:5.1%}] {msg}", flush=True))
+    protocol, out_dir = Path(protocol), Path(out_dir)
+    items = read_protocol(protocol)
+    tr, ho, split_how = train_heldout(items, holdout, seed)
+    say(f"{len(items)} clips: {len(tr)} train / {len(ho)} held back ({split_how})", 0.0)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics: dict[str, Any] = {}
+    train_opts = dict(opts)
+
+    if logo:
+        metrics["logo_eer"] = logo_eval(
+            items, tr, ho, seed=seed, progress=say, epochs=logo_epochs or max(1, epochs // 2), **train_opts
+        )
+        metrics["logo_note"] = (
+            "leave-one-generator-out on the training corpus: trained without the system, "
+            "scored on it plus held-back bona fide (raw windows, no VAD)"
+        )
+
+    if pretrained is not None:
+        shutil.copyfile(Path(pretrained) / "model.onnx", out_dir / "model.onnx")
+        fields = json.loads((Path(pretrained) / "training.json").read_text(encoding="utf-8"))
+        if fields["sha256"] != _sha256(out_dir / "model.onnx"):
+            raise ValueError(f"{pretrained}: model.onnx does not match training.json's sha256")
+    else:
+        fields = train_neural(
+            [(items[i].audio, items[i].label) for i in tr],
+            out_dir,
+            seed=seed,
+            epochs=epochs,
+            progress=lambda m, f: say(m, f),
+            **train_opts,
+        )
+        (out_dir / "training.json").write_text(json.dumps(fields, indent=2) + "\n", encoding="utf-8")
+    if extra_metrics is not None and Path(extra_metrics).is_file():
+        metrics.update(json.loads(Path(extra_metrics).read_text(encoding="utf-8")))
+
+    card: dict[str, Any] = {
+        "name": "default",
+        "version": datetime.now(UTC).strftime("0.1.%Y%m%d"),
+        "kind": "onnx",
+        "file": "model.onnx",
+        "sha256": fields["sha256"],
+        "sample_rate": SR,
+        "window": 4.0,
+        "hop": 2.0,
+        "calibration": {"a": 1.0, "b": 0.0},
+        "threshold": 0.5,
+        "aggregation": "mean",
+    }
+    (out_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+
+    scorer, how = _detector_scorer(out_dir)
+    held = [items[i] for i in ho]
+    ho_scores, kept = _score_all(scorer, held)
+    held = [held[i] for i in kept]
+    ho_labels = np.array([it.label for it in held])
+    a, b, threshold, cal_src = _calibrate(ho_scores, ho_labels)
+    metrics["heldout_eer"] = per_system_eer(ho_scores, held)
+    metrics["heldout_note"] = (
+        f"{len(held)} clips ({len(ho) - len(held)} unscoreable) of speakers never seen in "
+        f"training; the same clips fit calibration and threshold; scored by {how}"
+    )
+
+    if dev_protocol is not None and Path(dev_protocol).is_file():
+        dev_items = read_protocol(Path(dev_protocol))
+        dev_scores, kept = _score_all(scorer, dev_items)
+        dev_items = [dev_items[i] for i in kept]
+        dev_labels = np.array([it.label for it in dev_items])
+        probs = 1.0 / (1.0 + np.exp(-(a * dev_scores + b)))
+        metrics["dev_eer_validation_only"] = per_system_eer(dev_scores, dev_items)
+        flagged = probs >= threshold
+        metrics["dev_at_threshold_validation_only"] = {
+            "bonafide_flagged": round(float(flagged[dev_labels == 0].mean()), 4),
+            "spoof_missed": round(float((~flagged[dev_labels == 1]).mean()), 4),
+            "n": len(dev_items),
+        }
+        metrics["dev_note"] = (
+            "shared/data/dev: VALIDATION ONLY, computed after every choice was made; never "
+            "used for training, hyper-parameters, calibration or threshold"
+        )
+
+    card.update(
+        {
+            "calibration": {"a": round(a, 6), "b": round(b, 6)},
+            "calibration_method": cal_src,
+            "threshold": round(float(threshold), 4),
+            "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "architecture": fields["architecture"],
+            "training": {
+                **fields["training"],
+                "data": {
+                    "protocol": str(protocol),
+                    "protocol_sha256": _sha256(protocol),
+                    "train_clips": len(tr),
+                    "heldback_clips": len(ho),
+                    "systems": sorted({it.system for it in items}),
+                },
+                "recipe": "recipes/train_default.sh",
+                "command": command
+                or f"python -m voxwarden.detect.neural {protocol} {out_dir} --seed {seed} --epochs {epochs}",
+                "split": split_how,
+                "pretrained_from": str(pretrained) if pretrained is not None else None,
+            },
+            "metrics": metrics,
+        }
+    )
+    (out_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    (out_dir / "training.json").unlink(missing_ok=True)
+    say("done", 1.0)
+    return card
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: ``python -m voxwarden.detect.neural PROTOCOL OUT_DIR [--seed S] [--epochs E] [--logo] ...``."""
+    p = argparse.ArgumentParser(description="Train, calibrate and document the default neural model.")
+    p.add_argument("protocol", type=Path, help="corpus protocol.tsv (audio/ beside it)")
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--steps-per-epoch", type=int, default=None)
+    p.add_argument("--holdout", type=float, default=0.2)
+    p.add_argument("--logo", action="store_true", help="also run leave-one-generator-out (slow)")
+    p.add_argument("--logo-epochs", type=int, default=None)
+    p.add_argument("--dev", type=Path, default=None, help="validation protocol: reported only, never fitted")
+    p.add_argument("--pretrained", type=Path, default=None, help="folder with model.onnx + training.json")
+    p.add_argument("--extra-metrics", type=Path, default=None, help="JSON merged into the card's metrics")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--cmvn", action="store_true")
+    p.add_argument("--augment", type=float, default=1.0)
+    p.add_argument("--max-seconds", type=float, default=None, help="stop training early after this long")
+    args = p.parse_args(argv)
+    opts: dict[str, Any] = dict(
+        threads=args.threads, batch=args.batch, device=args.device, cmvn=args.cmvn, augment=args.augment
+    )
+    if args.max_seconds:
+        opts["max_seconds"] = args.max_seconds
+    if args.steps_per_epoch:
+        opts["steps_per_epoch"] = args.steps_per_epoch
+    build_default(
+        args.protocol,
+        args.out_dir,
+        seed=args.seed,
+        epochs=args.epochs,
+        holdout=args.holdout,
+        logo=args.logo,
+        logo_epochs=args.logo_epochs,
+        dev_protocol=args.dev,
+        pretrained=args.pretrained,
+        extra_metrics=args.extra_metrics,
+        command="python -m voxwarden.detect.neural " + " ".join(sys.argv[1:] if argv is None else argv),
+        **opts,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,106 @@
+"""ONNX countermeasure back end: onnxruntime only (no torch), one session per model per process.
+
+The model graph takes a waveform ``[B, N]`` (16 kHz float32) and returns one logit per row; feature
+extraction is inside the graph. Windows of equal length are batched together; nothing is padded, so a
+window's score never depends on what else was in the batch.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+
+from voxwarden.detect.card import ModelError
+
+_SESSIONS: dict[tuple[str, int, int], Any] = {}
+_LOCK = threading.Lock()
+
+MIN_SAMPLES = 400  # shorter than one analysis frame (plus margin) cannot be scored
+MAX_BATCH_SAMPLES = 8 * 4 * 16000  # 8 windows of 4 s per run: intermediates stay ~40 MB
+
+
+def _session(path: Path, intra_threads: int, inter_threads: int) -> Any:
+    """The process-wide InferenceSession for this weights file (created once, reused)."""
+    key = (str(path.resolve()), intra_threads, inter_threads)
+    with _LOCK:
+        sess = _SESSIONS.get(key)
+        if sess is None:
+            import onnxruntime as ort
+
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = intra_threads
+            so.inter_op_num_threads = inter_threads
+            so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            so.log_severity_level = 3
+            try:
+                sess = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+            except Exception as e:  # onnxruntime raises its own exception types for bad graphs
+                raise ModelError(f"{path}: not a loadable ONNX model ({type(e).__name__}: {e})") from e
+            _SESSIONS[key] = sess
+        return sess
+
+
+class OnnxBackend:
+    """Scores windows with an ONNX graph ``waveform [B, N] -> logit [B]``."""
+
+    def __init__(self, session: Any, input_name: str, min_samples: int = MIN_SAMPLES) -> None:
+        self.session = session
+        self.input_name = input_name
+        self.min_samples = min_samples
+
+    @classmethod
+    def load(cls, card: dict, model_dir: Path, *, threads: int | None = None) -> Self:
+        """Open (or reuse) the session for ``model_dir / card["file"]``.
+
+        Threads: ``threads`` argument, else ``card["onnx_threads"]``, else env ``VOXWARDEN_ONNX_THREADS``,
+        else 1 (one core per process; parallelism comes from processes).
+        """
+        name = str(card.get("file", "model.onnx"))
+        path = Path(model_dir) / name
+        if Path(name).name != name:
+            raise ModelError(f"{name!r}: weights file must be a plain name inside the model directory")
+        if not path.is_file():
+            raise ModelError(f"{path}: ONNX weights file missing")
+        if threads is None:
+            threads = int(card.get("onnx_threads") or os.environ.get("VOXWARDEN_ONNX_THREADS", "1") or 1)
+        sess = _session(path, max(1, int(threads)), 1)
+        inputs = sess.get_inputs()
+        outputs = sess.get_outputs()
+        if len(inputs) != 1 or len(outputs) < 1 or len(inputs[0].shape) != 2:
+            raise ModelError(f"{path}: expected one input [batch, samples] and one output [batch]")
+        return cls(sess, inputs[0].name)
+
+    def score_windows(self, windows: list[np.ndarray]) -> np.ndarray:
+        """One raw logit per window (float32 mono 16 kHz); higher = more likely synthetic.
+
+        Raises ``ValueError`` for a window that is not 1-D, shorter than ``min_samples`` or not finite.
+        """
+        n = len(windows)
+        out = np.empty(n, dtype=np.float32)
+        if n == 0:
+            return out
+        groups: dict[int, list[int]] = {}
+        arrs: list[np.ndarray] = []
+        for i, w in enumerate(windows):
+            a = np.asarray(w, dtype=np.float32)
+            if a.ndim != 1:
+                raise ValueError(f"window {i}: expected a 1-D array, got shape {a.shape}")
+            if len(a) < self.min_samples:
+                raise ValueError(f"window {i}: {len(a)} samples, need at least {self.min_samples}")
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"window {i}: contains NaN or infinity")
+            arrs.append(a)
+            groups.setdefault(len(a), []).append(i)
+        for length, idx in groups.items():
+            per_run = max(1, MAX_BATCH_SAMPLES // length)
+            for s in range(0, len(idx), per_run):
+                chunk = idx[s : s + per_run]
+                batch = np.stack([arrs[i] for i in chunk])
+                res = self.session.run(None, {self.input_name: batch})[0]
+                out[chunk] = np.asarray(res, dtype=np.float32).reshape(-1)
+        return out

@@ -1,0 +1,687 @@
+"""One speaker's live stream: hello → frames → 16 kHz ring buffer → VAD-gated windows → scores → events.
+
+Windowing is the file scan's: windows of ``card.window`` seconds every ``card.hop`` seconds (window k
+covers stream time [k*hop, k*hop + window)), scored by the same ``Detector.score_windows`` and
+calibration, so figures measured offline hold live. A window is scored inside the ``push`` call whose
+frame completes it (synchronous: no thread, no queue; latency = that call's duration). The server should
+call ``push`` off its event loop (e.g. ``asyncio.to_thread``), one caller per session at a time; a lock
+makes concurrent pushes to one session (an old and a resumed connection) safe, not fast.
+
+Frames carry sequence numbers: a number at or below ``last_acked_seq`` is a duplicate and ignored (so a
+resuming client may resend from anywhere); a jump is a gap, counted, filled with silence when short
+(``max_conceal`` seconds) or, when longer, restarting the windowing so no window splices across it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from voxwarden.live.codecs import (
+    CODECS,
+    MAX_SEQ,
+    OPUS_RATES,
+    PCM16_RATES,
+    CodecSpec,
+    make_decoder,
+    split_frame,
+)
+from voxwarden.live.events import (
+    Event,
+    EventSink,
+    FrameError,
+    FrameRejected,
+    GapDetected,
+    HelloError,
+    MalformedFrameError,
+    RateLimitedError,
+    ResumeError,
+    SessionClosedError,
+    SessionEnded,
+    SessionStarted,
+    WindowScored,
+    emit,
+    log,
+)
+from voxwarden.live.rules import DEFAULT_ROOM_TYPE, RulesEngine
+
+MAX_HELLO_BYTES = 16 * 1024
+MAX_ID_LENGTH = 128
+HELLO_KEYS = ("type", "room", "speaker", "codec", "sample_rate", "channels", "session", "resume",
+              "stream_start", "version")
+
+#: A watermark checker gets (samples, sample rate) and returns a ``mark`` result (an object with
+#: ``present``/``confidence``/``to_dict``, e.g. ``voxwarden.mark.Marker(key).detect``), a dict, or a bool.
+WatermarkChecker = Callable[[np.ndarray, int], Any]
+#: A VAD gets (window samples, sample rate) and returns the seconds of speech in it.
+SpeechMeter = Callable[[np.ndarray, int], float]
+
+
+class WindowScorer(Protocol):
+    """What a session needs of a ``detect.Detector``."""
+
+    card: Any  # .window, .hop, .sample_rate
+
+    @property
+    def threshold(self) -> float: ...
+
+    @property
+    def model_id(self) -> str: ...
+
+    def score_windows(self, windows: list[np.ndarray]) -> np.ndarray: ...
+
+    def calibrate(self, raw: np.ndarray | float) -> np.ndarray | float: ...
+
+
+# -- hello ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hello:
+    """A validated hello: who speaks in which room, and how the frames are encoded."""
+
+    room: str
+    speaker: str
+    codec: CodecSpec
+    session: str | None = None
+    resume: bool = False
+    stream_start: float | None = None
+    ignored: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["codec"] = self.codec.codec
+        d["sample_rate"] = self.codec.sample_rate
+        d["channels"] = self.codec.channels
+        return d
+
+
+def _check_id(d: Mapping[str, Any], key: str, *, required: bool) -> str | None:
+    v = d.get(key)
+    if v is None:
+        if required:
+            raise HelloError(f"hello: missing '{key}' (a string id)")
+        return None
+    if not isinstance(v, str) or not v:
+        raise HelloError(f"hello: '{key}' must be a non-empty string, got {type(v).__name__}")
+    if len(v) > MAX_ID_LENGTH:
+        raise HelloError(f"hello: '{key}' is longer than {MAX_ID_LENGTH} characters")
+    if not v.isprintable() or "|" in v or v != v.strip():
+        raise HelloError(f"hello: '{key}' must be printable, without '|' or surrounding spaces")
+    return v
+
+
+def parse_hello(data: bytes | bytearray | str | Mapping[str, Any]) -> Hello:
+    """Validate a client's hello (JSON text/bytes or an already parsed mapping); raises ``HelloError``.
+
+    Fields: ``room``, ``speaker`` (ids), ``codec`` ("pcm16" | "opus"), ``sample_rate`` (PCM16: 8000,
+    16000 or 48000; Opus: 8000-48000, default 48000), ``channels`` (1 or 2, default 1), optional
+    ``session`` (client-chosen stream id), ``resume`` (bool), ``stream_start`` (Unix seconds when the
+    stream began: keeps alert keys stable across reconnects and replays). Unknown keys are ignored and
+    listed in ``Hello.ignored``.
+    """
+    if isinstance(data, bytes | bytearray | str):
+        if len(data) > MAX_HELLO_BYTES:
+            raise HelloError(f"hello is larger than {MAX_HELLO_BYTES} bytes")
+        try:
+            d = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise HelloError(f"hello is not valid JSON ({e})") from None
+        except RecursionError:
+            raise HelloError("hello is nested too deeply") from None
+    else:
+        d = data
+    if not isinstance(d, Mapping):
+        raise HelloError(f"hello must be a JSON object, got {type(d).__name__}")
+    if d.get("type", "hello") != "hello":
+        raise HelloError(f"expected a hello message first, got type {d.get('type')!r}")
+    if d.get("version", 1) != 1:
+        raise HelloError(f"unsupported hello version {d.get('version')!r} (this server speaks version 1)")
+    room = _check_id(d, "room", required=True)
+    speaker = _check_id(d, "speaker", required=True)
+    session = _check_id(d, "session", required=False)
+    codec = d.get("codec")
+    if codec not in CODECS:
+        raise HelloError(f"hello: 'codec' must be one of {', '.join(CODECS)}, got {codec!r}")
+    rate = d.get("sample_rate", 48000 if codec == "opus" else None)
+    allowed = PCM16_RATES if codec == "pcm16" else OPUS_RATES
+    if isinstance(rate, bool) or not isinstance(rate, int) or rate not in allowed:
+        raise HelloError(f"hello: 'sample_rate' for {codec} must be one of "
+                         f"{', '.join(map(str, allowed))}, got {rate!r}")
+    channels = d.get("channels", 1)
+    if isinstance(channels, bool) or channels not in (1, 2):
+        raise HelloError(f"hello: 'channels' must be 1 or 2, got {channels!r}")
+    resume = d.get("resume", False)
+    if not isinstance(resume, bool):
+        raise HelloError(f"hello: 'resume' must be true or false, got {resume!r}")
+    start = d.get("stream_start")
+    if start is not None:
+        if isinstance(start, bool) or not isinstance(start, int | float) or not math.isfinite(start):
+            raise HelloError(f"hello: 'stream_start' must be Unix seconds, got {start!r}")
+        if not 946684800 <= start <= time.time() + 86400:  # 2000-01-01 .. tomorrow
+            raise HelloError(f"hello: 'stream_start' {start} is not a plausible time (Unix seconds)")
+        start = float(start)
+    ignored = tuple(sorted(str(k) for k in d if k not in HELLO_KEYS))
+    return Hello(room=room, speaker=speaker, codec=CodecSpec(codec, int(rate), int(channels)),
+                 session=session, resume=resume, stream_start=start, ignored=ignored)
+
+
+# -- buffer and VAD ------------------------------------------------------------------------------
+
+
+class RingBuffer:
+    """Fixed-capacity float32 ring addressed by absolute sample index (``end`` = samples written)."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity <= 0:
+            raise ValueError("capacity must be positive")
+        self.capacity = int(capacity)
+        self._a = np.zeros(self.capacity, dtype=np.float32)
+        self.end = 0
+
+    def write(self, x: np.ndarray, at: int | None = None) -> None:
+        """Write ``x`` at absolute index ``at`` (default: ``end``); ``end`` becomes ``at + len(x)``."""
+        start = self.end if at is None else int(at)
+        x = np.asarray(x, dtype=np.float32)
+        if x.size > self.capacity:
+            start += x.size - self.capacity
+            x = x[-self.capacity:]
+        i = start % self.capacity
+        k = min(x.size, self.capacity - i)
+        self._a[i:i + k] = x[:k]
+        self._a[:x.size - k] = x[k:]
+        self.end = start + x.size
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """A copy of absolute samples [start, stop); they must still be in the buffer."""
+        if stop < start or start < self.end - self.capacity or stop > self.end:
+            raise IndexError(f"samples [{start}, {stop}) outside [{self.end - self.capacity}, {self.end})")
+        i, n = start % self.capacity, stop - start
+        if i + n <= self.capacity:
+            return self._a[i:i + n].copy()
+        return np.concatenate([self._a[i:], self._a[:n - (self.capacity - i)]])
+
+
+def silero_speech_seconds(x: np.ndarray, sr: int) -> float:
+    """Seconds of speech in a window by the package VAD (Silero, the same as the file scan uses)."""
+    from voxwarden.audio.vad import speech_regions
+
+    return float(sum(b - a for a, b in speech_regions(x, sr)))
+
+
+# -- the session ---------------------------------------------------------------------------------
+
+
+@dataclass
+class SessionCheckpoint:
+    """A session's resumable state (small, JSON-able): timeline, sequence numbers, rule run state.
+
+    Audio is not kept: after a restore, windows reaching back before ``position`` are lost (counted in
+    ``windows_lost``), the next window starts on the same grid as before.
+    """
+
+    room: str
+    speaker: str
+    session: str
+    codec: str
+    sample_rate: int
+    channels: int
+    stream_start: float
+    last_acked_seq: int | None
+    model_rate: int
+    position: int  # samples at the model rate since the stream began
+    next_window: int  # start sample of the next grid window
+    rules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+    version: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SessionCheckpoint:
+        """Rebuild from ``to_dict`` output (e.g. read back from the store); ``ResumeError`` if unusable."""
+        if not isinstance(d, Mapping) or d.get("version") != 1:
+            raise ResumeError("checkpoint is not a version 1 checkpoint object")
+        types = {"room": str, "speaker": str, "session": str, "codec": str, "sample_rate": int,
+                 "channels": int, "stream_start": (int, float), "model_rate": int, "position": int,
+                 "next_window": int, "rules": dict, "stats": dict}
+        for k, t in types.items():
+            v = d.get(k)
+            if not isinstance(v, t) or isinstance(v, bool):
+                raise ResumeError(f"checkpoint field {k!r} is missing or of the wrong type")
+        seq = d.get("last_acked_seq")
+        if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= MAX_SEQ):
+            raise ResumeError("checkpoint field 'last_acked_seq' is not a sequence number")
+        if d["position"] < 0 or d["next_window"] < 0 or d["model_rate"] <= 0:
+            raise ResumeError("checkpoint position, next_window and model_rate must be non-negative")
+        return cls(**{k: d[k] for k in (*types, "last_acked_seq")}, version=1)
+
+
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """Per-session policy: frame limits, gap concealment, speech gating."""
+
+    max_frame_seconds: float = 1.0  # PCM16 frames longer than this are refused (Opus: 120 ms by design)
+    max_conceal: float = 0.5  # gaps up to this many seconds are filled with silence
+    vad: bool = True  # gate windows on speech; False: score every window
+    min_speech_fraction: float = 0.5  # of the window, by the VAD
+    silence_dbfs: float = -65.0  # windows quieter than this are skipped without running the VAD
+    min_tail: float = 0.5  # at close, unscored trailing audio at least this long gets a final window
+    watermark_span: float = 8.0  # seconds of audio the watermark checker gets (a mark needs ~6 s)
+    watermark_every: float = 8.0  # stream seconds between watermark checks (a check costs ~0.2-1 s CPU)
+    max_speed: float | None = 2.0  # audio may arrive at most this much faster than real time (None: no
+    burst: float = 30.0  # limit) after a head start of this many seconds (a resume's backlog)
+
+
+@dataclass
+class SessionStats:
+    """Counters of one session (sent with ``SessionEnded`` and available live)."""
+
+    frames: int = 0
+    bytes: int = 0
+    duplicates: int = 0
+    gaps: int = 0
+    missing_frames: int = 0
+    concealed_seconds: float = 0.0
+    rejected: int = 0
+    rate_limited: int = 0
+    windows_scored: int = 0
+    windows_silent: int = 0
+    windows_lost: int = 0
+    alerts: int = 0
+    sink_failures: int = 0
+    watermark_errors: int = 0
+    score_errors: int = 0
+    seconds: float = 0.0
+
+
+class StreamSession:
+    """One speaker's stream in one room. Feed it with ``handle(binary_frame)`` or ``push(seq, payload)``."""
+
+    def __init__(
+        self,
+        hello: Hello,
+        detector: WindowScorer,
+        *,
+        room_type: str = DEFAULT_ROOM_TYPE,
+        rules: RulesEngine | None = None,
+        sink: EventSink | None = None,
+        watermark: WatermarkChecker | None = None,
+        speech_meter: SpeechMeter | None = None,
+        options: StreamOptions | None = None,
+        checkpoint: SessionCheckpoint | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.hello = hello
+        self.room, self.speaker = hello.room, hello.speaker
+        self.session_id = hello.session or uuid.uuid4().hex
+        self.stream_start = hello.stream_start if hello.stream_start is not None else round(time.time(), 3)
+        self.detector = detector
+        self.room_type = room_type
+        self.rules = rules
+        self.sink = sink
+        self.watermark = watermark
+        self.options = options or StreamOptions()
+        self.speech_meter = speech_meter or silero_speech_seconds
+        self.stats = SessionStats()
+        self.last_acked_seq: int | None = None
+        self.closed = False
+        card = detector.card
+        self.sr = int(card.sample_rate)
+        self.window_n = int(round(float(card.window) * self.sr))
+        self.hop_n = int(round(float(card.hop) * self.sr))
+        if self.window_n <= 0 or self.hop_n <= 0:
+            raise ValueError("detector window and hop must be positive")
+        self._decoder = make_decoder(hello.codec, max_frame_seconds=self.options.max_frame_seconds)
+        self._resampler = self._new_resampler()
+        self.wm_span_n = max(1, int(round(self.options.watermark_span * self.sr)))
+        self.wm_every_n = max(0, int(round(self.options.watermark_every * self.sr)))
+        self._ring = RingBuffer(max(self.window_n, self.wm_span_n if watermark else 0) + self.hop_n)
+        self._wm_next = self.wm_span_n  # the first check once a full span has arrived
+        self._valid_from = 0  # absolute index from which audio is contiguous (after a long gap)
+        self._next_win = 0  # absolute start of the next grid window
+        self._last_frame_native = 0  # samples (at the codec rate) of the last decoded frame
+        self._covered_to = 0  # end of the last window considered (scored or skipped)
+        # complete windows not yet scored: (start, end, samples, watermark span samples when a check is due)
+        self._pending: list[tuple[int, int, np.ndarray, np.ndarray | None]] = []
+        self._lock = threading.Lock()
+        self._clock = clock
+        # (seq, stream position of its first sample) of frames from just before the next window on:
+        # a checkpoint restarts there so a restored session rescores the same windows from the same audio.
+        self._marks: deque[tuple[int, int]] = deque()
+        self._native = 0  # codec-rate samples fed since the anchor
+        self._anchor = 0  # stream position of the anchor (stream start, a long gap, a restore)
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        self._t0, self._audio_in = clock(), 0  # for the real-time rate limit: decoded samples only
+
+    # -- public ----------------------------------------------------------------------------------
+
+    @property
+    def position(self) -> float:
+        """Stream time in seconds (audio received plus concealed/skipped gaps)."""
+        return self._ring.end / self.sr
+
+    def started_event(self, *, resumed: bool = False) -> SessionStarted:
+        """The event that acknowledges a hello (tells a resuming client where to restart)."""
+        c = self.hello.codec
+        return SessionStarted(room=self.room, speaker=self.speaker, session=self.session_id, codec=c.codec,
+                              sample_rate=c.sample_rate, channels=c.channels, room_type=self.room_type,
+                              resumed=resumed, last_acked_seq=self.last_acked_seq,
+                              window=self.window_n / self.sr, hop=self.hop_n / self.sr,
+                              model=getattr(self.detector, "model_id", None))
+
+    def handle(self, data: bytes | bytearray | memoryview) -> list[Event]:
+        """Take one binary frame (4-byte sequence number + payload). Never raises for a bad frame: the
+        refusal comes back (and goes to the sink) as a ``FrameRejected`` event. Raises only the fatal
+        ``SessionClosedError``."""
+        seq: int | None = None
+        try:
+            seq, payload = split_frame(data)
+            return self.push(seq, payload)
+        except FrameError as e:
+            if seq is None:
+                with self._lock:
+                    self.stats.rejected += 1
+            ev = [FrameRejected(room=self.room, speaker=self.speaker, session=self.session_id, seq=seq,
+                                error=e.to_dict())]
+            self.stats.sink_failures += emit(self.sink, ev)
+            return ev
+
+    def push(self, seq: int, payload: bytes) -> list[Event]:
+        """Take frame ``seq``; returns the events it caused (also sent to the sink). Raises a
+        ``FrameError`` for a bad frame (the session stays usable; its number counts as received, except
+        after ``RateLimitedError``: that frame must be sent again)."""
+        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_SEQ:
+            raise MalformedFrameError(f"sequence number must be an integer in 0..{MAX_SEQ}, got {seq!r}")
+        t0 = time.perf_counter()
+        with self._lock:
+            if self.closed:
+                raise SessionClosedError(f"session {self.session_id} of {self.speaker} is closed")
+            if self.last_acked_seq is not None and seq <= self.last_acked_seq:
+                self.stats.duplicates += 1
+                return []
+            self._check_rate()
+            events: list[Event] = []
+            try:
+                x = self._decoder.decode(bytes(payload))
+            except FrameError:
+                self.stats.rejected += 1
+                self._ack(seq, events)  # received and refused: resending it would not help
+                self.stats.sink_failures += emit(self.sink, events)
+                raise
+            self.stats.frames += 1
+            self.stats.bytes += len(payload)
+            self._ack(seq, events)
+            if x.size:
+                self._last_frame_native = x.size
+                self._audio_in += x.size
+                self._marks.append((seq, self._native_pos()))
+                self._feed(x)
+            events += self._drain_windows(t0)
+            self.stats.seconds = self.position
+        self.stats.sink_failures += emit(self.sink, events)
+        return events
+
+    def close(self) -> list[Event]:
+        """End the stream: score the unscored tail (if long enough) and emit ``SessionEnded``."""
+        t0 = time.perf_counter()
+        with self._lock:
+            if self.closed:
+                return []
+            events: list[Event] = []
+            if self._resampler is not None:
+                self._append(self._resampler.flush())
+            events += self._drain_windows(t0)
+            end = self._ring.end
+            start = max(self._valid_from, end - self.window_n, end - self._ring.capacity)
+            if end - max(self._covered_to, start) >= self.options.min_tail * self.sr and end > start:
+                events += self._score([(start, end)], t0)
+            self.closed = True
+            self.stats.seconds = self.position
+            events.append(SessionEnded(room=self.room, speaker=self.speaker, session=self.session_id,
+                                       stats=asdict(self.stats)))
+        self.stats.sink_failures += emit(self.sink, events)
+        return events
+
+    def checkpoint(self) -> SessionCheckpoint:
+        """What a store must keep so that, after a server crash, a resumed stream continues on the same
+        timeline (same window grid, same alert keys) and frames already handled are not scored twice."""
+        with self._lock:
+            c = self.hello.codec
+            rules = self.rules.export_state(self.room, self.speaker) if self.rules is not None else {}
+            position, acked = self._ring.end, self.last_acked_seq
+            if self._marks and self._marks[0][1] <= self._next_win:  # restart at the frame that opens
+                seq, position = self._marks[0]  # the next window: its audio will be sent again
+                acked = seq - 1 if seq > 0 else None
+            return SessionCheckpoint(
+                room=self.room, speaker=self.speaker, session=self.session_id, codec=c.codec,
+                sample_rate=c.sample_rate, channels=c.channels, stream_start=self.stream_start,
+                last_acked_seq=acked, model_rate=self.sr, position=position,
+                next_window=self._next_win, rules=rules, stats=asdict(self.stats))
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _restore(self, cp: SessionCheckpoint) -> None:
+        c = self.hello.codec
+        if (cp.room, cp.speaker) != (self.room, self.speaker):
+            raise ResumeError(f"checkpoint of {cp.speaker!r} in {cp.room!r} given to {self.speaker!r} in "
+                              f"{self.room!r}")
+        if (cp.codec, cp.sample_rate, cp.channels) != (c.codec, c.sample_rate, c.channels):
+            raise ResumeError(f"resume with {c.codec}/{c.sample_rate} Hz/{c.channels} ch, the checkpoint has "
+                              f"{cp.codec}/{cp.sample_rate} Hz/{cp.channels} ch")
+        if self.hello.session is not None and self.hello.session != cp.session:
+            raise ResumeError(f"resume names session {self.hello.session!r}, checkpoint has {cp.session!r}")
+        if cp.model_rate != self.sr:
+            raise ResumeError(f"checkpoint at {cp.model_rate} Hz, the model runs at {self.sr} Hz")
+        self.session_id = cp.session
+        self.stream_start = cp.stream_start
+        self.last_acked_seq = cp.last_acked_seq
+        self._ring.end = self._valid_from = self._covered_to = self._anchor = cp.position
+        self._wm_next = cp.position + self.wm_span_n
+        first = -(-cp.position // self.hop_n) * self.hop_n  # windows reaching back before it are lost
+        self._next_win = max(cp.next_window, first)
+        for k, v in cp.stats.items():
+            ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+            if ok and k in SessionStats.__dataclass_fields__:
+                setattr(self.stats, k, type(getattr(self.stats, k))(v))
+        self.stats.windows_lost += max(0, (self._next_win - cp.next_window) // self.hop_n)
+        if self.rules is not None and cp.rules:
+            self.rules.import_state(self.room, self.speaker, cp.rules)
+
+    def _check_rate(self) -> None:
+        o = self.options
+        if o.max_speed is None:
+            return
+        received = self._audio_in / self._decoder.sample_rate
+        allowed = o.burst + o.max_speed * (self._clock() - self._t0)
+        if received > allowed:
+            self.stats.rate_limited += 1
+            raise RateLimitedError(f"audio arrives faster than {o.max_speed:g}x real time "
+                                   f"({received:.1f} s in {self._clock() - self._t0:.1f} s); resend later")
+
+    def _new_resampler(self) -> Any:
+        from voxwarden.audio.resample import StreamResampler
+
+        sr_in = self._decoder.sample_rate
+        if sr_in == self.sr:
+            return None
+        # A small block keeps latency at one frame; the filter still lines up with a whole-file resample.
+        return StreamResampler(sr_in, self.sr, block=max(1, sr_in // 100))
+
+    def _ack(self, seq: int, events: list[Event]) -> None:
+        last = self.last_acked_seq
+        self.last_acked_seq = seq
+        if last is None or seq == last + 1:
+            return
+        missing = seq - last - 1
+        self.stats.gaps += 1
+        self.stats.missing_frames += missing
+        sr_in = self._decoder.sample_rate
+        est = missing * self._last_frame_native
+        seconds = est / sr_in
+        concealed = seconds <= self.options.max_conceal
+        if concealed:
+            if est:
+                self._feed(np.zeros(est, dtype=np.float32))
+            self.stats.concealed_seconds += seconds
+        else:  # a long hole: finish what we have, jump stream time, restart windows after it
+            if self._resampler is not None:
+                self._append(self._resampler.flush())
+                self._resampler = self._new_resampler()
+            jump = int(round(seconds * self.sr))
+            self._ring.end += jump
+            self._valid_from = self._anchor = self._ring.end
+            self._wm_next = max(self._wm_next, self._valid_from + self.wm_span_n)
+            self._native = 0
+            first = -(-self._valid_from // self.hop_n) * self.hop_n
+            self.stats.windows_lost += max(0, (first - self._next_win) // self.hop_n)
+            self._next_win = max(self._next_win, first)
+        events.append(GapDetected(room=self.room, speaker=self.speaker, session=self.session_id,
+                                  expected_seq=last + 1, got_seq=seq, missing=missing,
+                                  seconds=round(seconds, 3), concealed=concealed))
+
+    def _feed(self, x: np.ndarray) -> None:
+        """Add samples at the codec rate (decoded or concealment) through the resampler."""
+        self._native += x.size
+        self._append(self._resampler.push(x) if self._resampler is not None else x)
+
+    def _native_pos(self) -> int:
+        """Stream position (model-rate samples) where the next codec-rate sample belongs."""
+        return self._anchor + (self._native * self.sr) // self._decoder.sample_rate
+
+    def _append(self, y: np.ndarray) -> None:
+        """Add model-rate samples, in pieces of at most one hop so no window leaves the ring unscored."""
+        for i in range(0, y.size, self.hop_n):
+            self._ring.write(y[i:i + self.hop_n])
+            while self._next_win + self.window_n <= self._ring.end:
+                s, e = self._next_win, self._next_win + self.window_n
+                wm = None
+                if self.watermark is not None and e >= self._wm_next:
+                    lo = max(self._valid_from, e - self.wm_span_n, self._ring.end - self._ring.capacity)
+                    wm = self._ring.read(lo, e)
+                self._pending.append((s, e, self._ring.read(s, e), wm))
+                self._next_win += self.hop_n
+                while len(self._marks) > 1 and self._marks[1][1] <= self._next_win:
+                    self._marks.popleft()
+
+    def _drain_windows(self, t0: float) -> list[Event]:
+        pending, self._pending = self._pending, []
+        if not pending:
+            return []
+        return self._score([(s, e) for s, e, _, _ in pending], t0, [w for _, _, w, _ in pending],
+                           [m for _, _, _, m in pending])
+
+    def _score(self, spans: list[tuple[int, int]], t0: float, arrays: list[np.ndarray] | None = None,
+               marks: list[np.ndarray | None] | None = None) -> list[Event]:
+        if arrays is None:
+            arrays = [self._ring.read(s, e) for s, e in spans]
+        if marks is None:
+            marks = [None] * len(spans)
+        keep: list[tuple[int, int, np.ndarray, float, np.ndarray | None]] = []
+        for (s, e), w, m in zip(spans, arrays, marks, strict=True):
+            self._covered_to = max(self._covered_to, e)
+            frac = self._speech_fraction(w)
+            if frac is None:
+                self.stats.windows_silent += 1
+                continue
+            keep.append((s, e, w, frac, m))
+        if not keep:
+            return []
+        try:
+            raw = self.detector.score_windows([k[2] for k in keep])
+            raw = np.atleast_1d(np.asarray(raw, dtype=np.float64))
+            probs = np.atleast_1d(np.asarray(self.detector.calibrate(raw), dtype=np.float64))
+            if raw.shape != (len(keep),) or probs.shape != raw.shape:
+                raise ValueError(f"model returned {raw.shape} scores for {len(keep)} windows")
+        except Exception:  # noqa: BLE001 - a model failure on odd audio must not end the stream
+            self.stats.score_errors += len(keep)
+            log.exception("scoring %d window(s) of %s/%s failed", len(keep), self.room, self.speaker)
+            return []
+        threshold = float(self.detector.threshold)
+        model = getattr(self.detector, "model_id", None)
+        events: list[Event] = []
+        for (s, e, _w, frac, m), r, p in zip(keep, raw, probs, strict=True):
+            ev = WindowScored(
+                room=self.room, speaker=self.speaker, session=self.session_id, index=s // self.hop_n,
+                start=round(s / self.sr, 3), end=round(e / self.sr, 3), stream_start=self.stream_start,
+                score=float(r), probability=float(p), flagged=bool(p >= threshold),
+                speech_fraction=round(frac, 3), seq=self.last_acked_seq, model=model,
+                watermark=self._check_watermark(m, e),
+            )
+            ev.latency_ms = round((time.perf_counter() - t0) * 1000.0, 3)
+            self.stats.windows_scored += 1
+            events.append(ev)
+            if self.rules is not None:
+                alerts = self.rules.evaluate(ev, self.room_type)
+                self.stats.alerts += len(alerts)
+                events.extend(alerts)
+        return events
+
+    def _speech_fraction(self, w: np.ndarray) -> float | None:
+        """Fraction of the window that is speech, or None when the window should not be scored."""
+        if w.size == 0:
+            return None
+        rms = float(np.sqrt(np.mean(np.square(w, dtype=np.float64))))
+        if rms <= 0 or 20.0 * math.log10(rms) < self.options.silence_dbfs:
+            return None
+        if not self.options.vad:
+            return 1.0
+        frac = min(1.0, self.speech_meter(w, self.sr) / (w.size / self.sr))
+        return frac if frac >= self.options.min_speech_fraction else None
+
+    def _check_watermark(self, w: np.ndarray | None, end: int) -> dict[str, Any] | None:
+        """Run the checker on the span captured with this window when a check is due (else None)."""
+        if self.watermark is None or w is None or end < self._wm_next:
+            return None
+        self._wm_next = end + self.wm_every_n
+        try:
+            res = self.watermark(w, self.sr)
+        except Exception as e:  # noqa: BLE001 - a checker bug must not end the stream
+            self.stats.watermark_errors += 1
+            return {"error": f"{type(e).__name__}: {e}"}
+        return _watermark_dict(res)
+
+
+def _watermark_dict(res: Any) -> dict[str, Any]:
+    if res is None:
+        return {"present": False}
+    if isinstance(res, bool):
+        return {"present": res}
+    if isinstance(res, Mapping):
+        return dict(res)
+    if hasattr(res, "to_dict"):
+        d = res.to_dict()
+        if isinstance(d, Mapping):
+            return dict(d)
+    out: dict[str, Any] = {}
+    for k in ("present", "confidence", "payload"):
+        if hasattr(res, k):
+            out[k] = getattr(res, k)
+    return out or {"present": bool(res)}
+
+
+__all__ = [
+    "Hello",
+    "RingBuffer",
+    "SessionCheckpoint",
+    "SessionStats",
+    "StreamOptions",
+    "StreamSession",
+    "WatermarkChecker",
+    "SpeechMeter",
+    "parse_hello",
+    "silero_speech_seconds",
+]

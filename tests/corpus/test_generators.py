@@ -1,0 +1,151 @@
+"""Tests of the spoof generators (vocoders, TTS engines) and of the shortcut audit."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from voxwarden.corpus.audit import FEATURES, clip_features, separability, shortcut_audit
+from voxwarden.corpus.build import CorpusError, write_protocol
+from voxwarden.corpus.vocoders import CLASSIC_VOCODERS, VocoderError, copy_synthesize, log_mel
+
+SR = 16000
+
+
+def _voice(seconds: float = 1.5, f0: float = 130.0, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    ph = 2 * np.pi * np.cumsum(f0 * (1 + 0.1 * np.sin(2 * np.pi * 2 * t))) / SR
+    x = sum(np.exp(-k / 6) * np.sin(k * ph) for k in range(1, 40))
+    x = x * (0.55 + 0.45 * np.sin(2 * np.pi * 3 * t)) + 0.01 * rng.standard_normal(len(t))
+    return (0.3 * x / np.abs(x).max()).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", sorted(CLASSIC_VOCODERS))
+def test_classic_vocoders_resynthesise(name: str) -> None:
+    if name in ("world", "lpc", "sinusoidal"):
+        pytest.importorskip("pyworld")
+    x = _voice()
+    y = copy_synthesize(x, name, rng=np.random.default_rng(0))
+    assert y.dtype == np.float32 and y.shape == x.shape and np.all(np.isfinite(y))
+    assert np.abs(y).max() <= 1.0
+    assert not np.allclose(x, y, atol=1e-3), "copy synthesis must change the waveform"
+    mx, my = log_mel(x), log_mel(y)
+    assert np.corrcoef(mx.ravel(), my.ravel())[0, 1] > 0.6, "output must keep the spectral content"
+
+
+def test_copy_synthesize_rejects_bad_input() -> None:
+    with pytest.raises(VocoderError):
+        copy_synthesize(_voice(), "nope")
+    with pytest.raises(VocoderError):
+        copy_synthesize(np.zeros(100, np.float32), "griffinlim")
+    with pytest.raises(VocoderError):
+        copy_synthesize(_voice(), "griffinlim", sr=8000)
+
+
+def test_neural_vocoder_checkpoint_round_trip(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from voxwarden.corpus.vocoders import NeuralVocoder, build_generator, torch_log_mel
+
+    gen = build_generator(channels=32)
+    x = _voice(1.0)
+    # the torch and numpy mel features agree, so training and inference see the same input
+    tm = torch_log_mel(torch.from_numpy(x)[None])[0].numpy()
+    assert np.abs(tm - log_mel(x)).max() < 1e-3
+    p = tmp_path / "v.pt"
+    torch.save({"generator": gen.state_dict(), "meta": {"name": "tiny-gan", "channels": 32,
+                                                        "upsample": [8, 8, 4]}}, p)
+    v = NeuralVocoder.load(p)
+    assert v.name == "tiny-gan"
+    y = copy_synthesize(x, v)
+    assert y.shape == x.shape and np.all(np.isfinite(y))
+    (tmp_path / "bad.pt").write_bytes(b"junk")
+    with pytest.raises(VocoderError):
+        NeuralVocoder.load(tmp_path / "bad.pt")
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+def test_espeak_voice_synthesises() -> None:
+    from voxwarden.corpus.tts import TTSError, available_voices, synthesize
+
+    voices = [v for v in available_voices() if v.engine == "espeak-ng" and "en" in v.languages]
+    assert voices
+    x, sr, detail = synthesize(voices[0], "Please enter your account number.", np.random.default_rng(1))
+    assert sr > 8000 and len(x) / sr > 0.8 and "+" in detail
+    with pytest.raises(TTSError):
+        synthesize(voices[0], "   ", np.random.default_rng(1))
+
+
+def test_available_voices_have_licences() -> None:
+    from voxwarden.corpus.tts import available_voices
+
+    for v in available_voices():
+        assert v.system and v.licence and v.languages
+
+
+# -------------------------------------------------------------------------------------------- audit
+
+
+def test_separability_detects_a_leak_and_not_noise() -> None:
+    rng = np.random.default_rng(0)
+    n = 300
+    y = np.r_[np.zeros(n // 2, int), np.ones(n // 2, int)]
+    x = rng.standard_normal((n, len(FEATURES)))
+    models, _ = separability(x, y)
+    assert max(models.values()) < 0.62
+    x[:, 0] += 1.5 * y  # a duration shortcut
+    models, feats = separability(x, y)
+    assert max(models.values()) > 0.7
+    assert max(feats, key=feats.get) == "duration"
+
+
+def test_clip_features_measure_what_they_say() -> None:
+    x = _voice(2.0)
+    f = dict(zip(FEATURES, clip_features(x, SR), strict=True))
+    assert f["duration"] == pytest.approx(2.0)
+    padded = np.r_[np.zeros(SR // 2, np.float32), x]
+    g = dict(zip(FEATURES, clip_features(padded, SR), strict=True))
+    assert g["lead_silence"] == pytest.approx(0.5, abs=0.05)
+    from scipy.signal import resample_poly
+
+    narrow = resample_poly(resample_poly(x, 1, 2), 2, 1).astype(np.float32)
+    h = dict(zip(FEATURES, clip_features(narrow, SR), strict=True))
+    assert h["ratio_above_4k_db"] < f["ratio_above_4k_db"] - 10
+    assert clip_features(np.zeros(0), SR).shape == (len(FEATURES),)
+
+
+def _write_corpus(root: Path, leak: bool) -> Path:
+    (root / "audio").mkdir(parents=True)
+    rows = []
+    rng = np.random.default_rng(1)
+    for i in range(60):
+        label = "spoof" if i % 2 else "bonafide"
+        dur = float(rng.uniform(1.0, 3.0))
+        if leak and label == "spoof":
+            dur += 2.0  # spoofs are all longer: a shortcut
+        x = _voice(dur, f0=float(rng.uniform(100, 220)), seed=i)
+        name = f"c{i}.flac"
+        sf.write(root / "audio" / name, x, SR, subtype="PCM_16")
+        rows.append({"file": name, "label": label, "system": "bonafide" if label == "bonafide" else "g"})
+    write_protocol(root / "protocol.tsv", rows)
+    return root
+
+
+def test_shortcut_audit_flags_a_leaky_corpus(tmp_path: Path) -> None:
+    bad = shortcut_audit(_write_corpus(tmp_path / "leaky", leak=True))
+    assert not bad.passed and bad.accuracy > 0.8
+    assert bad.worst_features(1)[0][0] in ("duration", "trail_silence", "lead_silence")
+    good = shortcut_audit(_write_corpus(tmp_path / "clean", leak=False))
+    assert good.n == 60
+    assert good.accuracy < bad.accuracy
+
+
+def test_shortcut_audit_needs_both_labels(tmp_path: Path) -> None:
+    (tmp_path / "audio").mkdir()
+    write_protocol(tmp_path / "protocol.tsv", [])
+    with pytest.raises(CorpusError):
+        shortcut_audit(tmp_path)

@@ -1,0 +1,192 @@
+"""Neural countermeasure: front-end invariances, ONNX export parity, variable lengths, toy training."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+from voxwarden.detect.neural import (  # noqa: E402
+    LogSpectrogram,
+    NeuralConfig,
+    build_model,
+    eer,
+    export_onnx,
+    fit_logistic,
+    score_clips,
+    train_neural,
+)
+from voxwarden.detect.onnx_backend import OnnxBackend  # noqa: E402
+
+SR = 16000
+
+
+def _toy(n: int, seed: int, seconds: float = 1.5) -> list[tuple[np.ndarray, int]]:
+    """Bona fide: noise-excited formant-ish signal; spoof: the same plus a buzzy stable pulse train."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    items = []
+    for i in range(n):
+        lab = i % 2
+        noise = rng.standard_normal(len(t))
+        env = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(2, 6) * t)
+        x = np.convolve(noise, np.hanning(rng.integers(3, 12)), "same") * env
+        if lab == 1:
+            f0 = rng.uniform(100, 250)
+            x = 0.3 * x + np.sign(np.sin(2 * np.pi * f0 * t)) * env
+        x = x / np.abs(x).max() * rng.uniform(0.05, 0.9)
+        items.append((x.astype(np.float32), lab))
+    return items
+
+
+def test_front_end_is_level_invariant() -> None:
+    fe = LogSpectrogram(320, 160, 161, cmvn=False)
+    x = torch.randn(2, SR) * 0.3
+    np.testing.assert_allclose(fe(x).numpy(), fe(x * 0.003).numpy(), atol=2e-3)
+    assert fe(x).shape == (2, 1, 161, (SR - 320) // 160 + 1)
+
+
+def test_front_end_matches_torch_stft() -> None:
+    fe = LogSpectrogram(320, 160, 161, cmvn=False)
+    x = torch.randn(1, SR)
+    xn = (x - x.mean()) / (x.pow(2).mean().sqrt() + 1e-6)
+    ref = torch.stft(xn[0], 320, 160, window=torch.hann_window(320), center=False, return_complex=True)
+    logp = torch.log(ref.abs().pow(2) + 1e-5)
+    logp = logp - logp.mean()
+    np.testing.assert_allclose(fe(x)[0, 0].numpy(), logp.numpy(), atol=1e-3)
+
+
+def test_export_matches_torch_for_variable_lengths(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = build_model(NeuralConfig()).eval()
+    diff = export_onnx(net, tmp_path / "m.onnx")  # checks 0.5 s, 2 s, 4 s internally
+    assert diff <= 1e-4
+    assert (tmp_path / "m.onnx").stat().st_size < 10 * 1024 * 1024
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    for n, b in ((SR // 2, 1), (2 * SR, 4), (4 * SR + 123, 2)):
+        x = torch.randn(b, n) * 0.2
+        got = sess.run(None, {"waveform": x.numpy()})[0]
+        assert got.shape == (b,)
+        np.testing.assert_allclose(got, net(x).detach().numpy(), atol=1e-4)
+
+
+def test_unknown_model_and_options_rejected(tmp_path: Path) -> None:
+    items = _toy(8, 0)
+    with pytest.raises(ValueError):
+        train_neural(items, tmp_path, model="nope", epochs=1)
+    with pytest.raises(ValueError):
+        train_neural(items, tmp_path, epochs=1, learning_rat=1.0)
+    with pytest.raises(ValueError):
+        train_neural([(a, 0) for a, _ in items], tmp_path, epochs=1)  # one class only
+
+
+def test_toy_set_separates_and_is_deterministic(tmp_path: Path) -> None:
+    train = _toy(48, 1)
+    opts = dict(batch=12, crop_min=0.5, crop_max=0.8, steps_per_epoch=8, threads=1, lr=4e-3)
+    seen: list[float] = []
+    fields = train_neural(
+        train, tmp_path / "a", seed=3, epochs=3, progress=lambda m, f: seen.append(f), **opts
+    )
+    assert fields["kind"] == "onnx" and fields["file"] == "model.onnx"
+    assert len(fields["sha256"]) == 64
+    assert fields["training"]["onnx_max_abs_diff"] <= 1e-4
+    assert fields["training"]["steps"] == 24 and seen[-1] == pytest.approx(1.0)
+
+    test = _toy(40, 99)
+    scores = score_clips(tmp_path / "a", [a for a, _ in test], window=1.0, hop=0.5)
+    labels = np.array([lab for _, lab in test])
+    assert eer(scores, labels)[0] <= 0.1
+    assert scores[labels == 1].mean() > scores[labels == 0].mean()
+
+    again = train_neural(train, tmp_path / "b", seed=3, epochs=3, **opts)
+    be_a = OnnxBackend.load({"file": "model.onnx"}, tmp_path / "a")
+    be_b = OnnxBackend.load({"file": "model.onnx"}, tmp_path / "b")
+    w = [test[0][0], test[1][0]]
+    np.testing.assert_allclose(be_a.score_windows(w), be_b.score_windows(w), atol=1e-5)
+    assert again["training"]["final_loss"] == fields["training"]["final_loss"]
+
+
+def test_eer_and_logistic_fit() -> None:
+    rng = np.random.default_rng(0)
+    s = np.concatenate([rng.normal(-2, 1, 500), rng.normal(2, 1, 500)])
+    y = np.concatenate([np.zeros(500), np.ones(500)])
+    e, thr = eer(s, y)
+    assert 0.01 < e < 0.05 and abs(thr) < 0.5
+    assert eer(-s, y)[0] > 0.9
+    a, b = fit_logistic(s, y)
+    # true posterior for N(+-2, 1): logit = 4 s
+    assert a == pytest.approx(4.0, rel=0.2) and abs(b) < 0.3
+
+
+def test_batches_are_balanced_and_use_long_crops() -> None:
+    from voxwarden.detect.neural import _sample_batch
+
+    rng = np.random.default_rng(0)
+    # bona fide clips are long, spoof clips mixed: long crops must still come from both labels
+    items = [
+        (np.full(int(SR * d), lab, np.float32), lab)
+        for lab, d in [(0, 5.0)] * 6 + [(1, 1.0)] * 6 + [(1, 4.5)]
+    ]
+    labels = np.array([lab for _, lab in items])
+    lens = np.array([len(a) for a, _ in items])
+    by = {}
+    for lab in (0, 1):
+        idx = np.flatnonzero(labels == lab)
+        idx = idx[np.argsort(lens[idx])]
+        by[lab] = (idx, lens[idx])
+    seen = []
+    for _ in range(20):
+        x, y = _sample_batch(items, by, rng, 8, 1.0, 4.0)
+        assert y.sum() == 4 and x.shape[0] == 8
+        # each row is a crop of a clip of its own label (the clips are constant = label)
+        np.testing.assert_array_equal(x[:, 0], y)
+        seen.append(x.shape[1])
+    assert max(seen) > 3 * SR and min(seen) >= SR
+
+
+def _write_corpus(root: Path, with_split: bool) -> Path:
+    import soundfile as sf
+
+    (root / "audio").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    lines = ["file\tlabel\tsystem\tspeaker" + ("\tsplit" if with_split else "")]
+    for i in range(12):
+        lab = "spoof" if i % 2 else "bonafide"
+        system = ("tts-a" if i % 4 == 1 else "tts-b") if lab == "spoof" else "bonafide"
+        sr = 8000 if i == 0 else SR
+        sf.write(str(root / "audio" / f"c{i}.flac"), rng.standard_normal(sr) * 0.1, sr)
+        split = "val" if i >= 8 else "train"
+        lines.append(f"c{i}.flac\t{lab}\t{system}\tspk{i // 2}" + (f"\t{split}" if with_split else ""))
+    (root / "audio" / "bad.flac").write_bytes(b"not audio")
+    lines.append("bad.flac\tbonafide\tbonafide\tspk9")
+    (root / "protocol.tsv").write_text("\n".join(lines) + "\n")
+    return root / "protocol.tsv"
+
+
+def test_read_protocol_resamples_and_skips_unreadable(tmp_path: Path) -> None:
+    from voxwarden.detect.neural import read_protocol
+
+    items = read_protocol(_write_corpus(tmp_path, with_split=True))
+    assert len(items) == 12  # the undecodable file is skipped
+    assert all(len(it.audio) == SR for it in items)  # the 8 kHz clip was resampled to 16 kHz
+    assert [it.label for it in items[:4]] == [0, 1, 0, 1]
+    assert items[1].system == "tts-a" and items[0].split == "train" and items[9].split == "val"
+
+
+def test_heldout_split_uses_protocol_split_else_speakers(tmp_path: Path) -> None:
+    from voxwarden.detect.neural import per_system_eer, read_protocol, train_heldout
+
+    items = read_protocol(_write_corpus(tmp_path / "a", with_split=True))
+    tr, ho, how = train_heldout(items, 0.3, 0)
+    assert "split column" in how and ho == [8, 9, 10, 11]
+    items = read_protocol(_write_corpus(tmp_path / "b", with_split=False))
+    tr, ho, how = train_heldout(items, 0.3, 0)
+    assert "speaker" in how and ho and tr
+    assert not {items[i].speaker for i in tr} & {items[i].speaker for i in ho}
+    scores = np.array([float(it.label) for it in items])
+    res = per_system_eer(scores, items)
+    assert res == {"overall": 0.0, "tts-a": 0.0, "tts-b": 0.0}

@@ -1,0 +1,300 @@
+"""Watermark core: round trips at every rate/layout, keys, unmarked audio, attacks, ECC, bad inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.signal import lfilter, resample_poly
+
+from voxwarden.mark import Marker, MarkResult, WatermarkError, ecc, keys, payload_from_ids
+from voxwarden.mark import watermark as wm
+
+PAYLOAD = b"\x01\x02\x03\x04"
+KEY = bytes(range(32))
+
+
+def speechlike(seconds: float, sr: int, seed: int = 0) -> np.ndarray:
+    """Speech-like test signal: voiced syllables (pulse train through 3 formants), fricatives, pauses."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    out = np.zeros(n)
+    t = 0
+    while t < n:
+        dur = int(rng.uniform(0.12, 0.3) * sr)
+        if rng.random() < 0.8:
+            f0 = rng.uniform(90, 220) * np.linspace(1, rng.uniform(0.8, 1.2), dur)
+            ph = np.cumsum(f0 / sr)
+            seg = np.zeros(dur)
+            seg[np.nonzero(np.diff(np.floor(ph), prepend=0))[0]] = 1.0
+            for fc, bw in ((rng.uniform(300, 900), 80), (rng.uniform(900, 2200), 120),
+                           (rng.uniform(2200, 3400), 200)):
+                if fc < sr / 2 - 200:
+                    r = np.exp(-np.pi * bw / sr)
+                    seg = seg + 3 * lfilter([1 - r], [1, -2 * r * np.cos(2 * np.pi * fc / sr), r * r], seg)
+        else:
+            seg = rng.normal(0, 0.3, dur)
+        out[t : t + dur] += (seg * np.sin(np.linspace(0, np.pi, dur)) ** 0.5)[: n - t]
+        t += dur + int(rng.uniform(0.02, 0.15) * sr)
+    out += rng.normal(0, 1e-4, n)
+    return (0.3 * out / np.max(np.abs(out))).astype(np.float32)
+
+
+def snr_db(x: np.ndarray, y: np.ndarray) -> float:
+    return float(10 * np.log10(np.sum(x.astype(np.float64) ** 2) / np.sum((y - x).astype(np.float64) ** 2)))
+
+
+@pytest.fixture(scope="module")
+def marker() -> Marker:
+    return Marker(KEY)
+
+
+@pytest.fixture(scope="module")
+def marked16(marker: Marker) -> tuple[np.ndarray, np.ndarray]:
+    x = speechlike(4.0, 16000, seed=1)
+    return x, marker.embed(x, 16000, PAYLOAD)
+
+
+# ---- round trips ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sr", [8000, 16000, 44100, 48000])
+@pytest.mark.parametrize("stereo", [False, True])
+def test_round_trip_rates_and_layouts(marker: Marker, sr: int, stereo: bool) -> None:
+    x = speechlike(3.0, sr, seed=sr % 7)
+    if stereo:
+        x = np.stack([x, 0.6 * x + 0.01 * np.roll(x, 7)], axis=1)
+    y = marker.embed(x, sr, PAYLOAD)
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert snr_db(x, y) >= 30.0
+    r = marker.detect(y, sr)
+    assert isinstance(r, MarkResult)
+    assert r.present and r.payload == PAYLOAD
+    assert r.confidence > 0.999
+    assert r.spans and r.spans[0][0] < 0.5 and r.spans[-1][1] > 2.5
+
+
+def test_int16_in_int16_out(marker: Marker) -> None:
+    x = (speechlike(3.0, 16000, seed=3) * 32767).astype(np.int16)
+    y = marker.embed(x, 16000, b"\xde\xad\xbe\xef")
+    assert y.dtype == np.int16 and y.shape == x.shape
+    assert marker.detect(y, 16000).payload == b"\xde\xad\xbe\xef"
+
+
+def test_wrong_key_and_unmarked_are_not_present(marker: Marker, marked16) -> None:
+    x, y = marked16
+    other = Marker(bytes(32))
+    assert not other.detect(y, 16000).present
+    r = marker.detect(x, 16000)
+    assert not r.present and r.payload is None and r.spans == [] and r.confidence < 0.5
+
+
+@pytest.mark.parametrize("kind", ["noise", "tones", "silence", "speech"])
+def test_unmarked_signals(marker: Marker, kind: str) -> None:
+    rng = np.random.default_rng(5)
+    sr = 16000
+    if kind == "noise":
+        x = rng.normal(0, 0.1, 3 * sr).astype(np.float32)
+    elif kind == "tones":
+        t = np.arange(3 * sr) / sr
+        x = (0.2 * np.sin(2 * np.pi * 440 * t) + 0.1 * np.sin(2 * np.pi * 1320 * t * (1 + 0.01 * t)))
+        x = x.astype(np.float32)
+    elif kind == "silence":
+        x = np.zeros(3 * sr, dtype=np.float32)
+    else:
+        x = speechlike(3.0, sr, seed=11)
+    r = marker.detect(x, sr)
+    assert not r.present and r.payload is None
+
+
+def test_different_payloads_decode(marker: Marker) -> None:
+    x = speechlike(3.0, 16000, seed=4)
+    for p in (b"\x00\x00\x00\x00", b"\xff\xff\xff\xff"):
+        assert marker.detect(marker.embed(x, 16000, p), 16000).payload == p
+
+
+def test_demo_key_is_default_and_public() -> None:
+    m = Marker()
+    assert m.is_demo_key and m.key == keys.DEMO_KEY
+    x = speechlike(2.5, 16000, seed=6)
+    y = m.embed(x, 16000, PAYLOAD)
+    assert Marker(keys.DEMO_KEY).detect(y, 16000).payload == PAYLOAD
+    assert not Marker(KEY).detect(y, 16000).present
+
+
+# ---- attacks (fast ones) ------------------------------------------------------------------------------
+
+
+def _noise(y: np.ndarray, snr: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    p = np.mean(y.astype(np.float64) ** 2)
+    return (y + rng.normal(0, np.sqrt(p / 10 ** (snr / 10)), y.shape)).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "attack",
+    ["noise20", "gain0.3", "gain2clip", "resample8k", "crop2s", "speed+3", "speed-3", "paste"],
+)
+def test_attacks(marker: Marker, marked16, attack: str) -> None:
+    _, y = marked16
+    sr = 16000
+    if attack == "noise20":
+        z = _noise(y, 20.0)
+    elif attack == "gain0.3":
+        z = y * 0.3
+    elif attack == "gain2clip":
+        z = np.clip(y * 2.0, -0.5, 0.5)  # hard clipping of the loudest peaks
+    elif attack == "resample8k":
+        z = resample_poly(resample_poly(y, 1, 2), 2, 1)
+    elif attack == "crop2s":
+        z = y[int(1.13 * sr) : int(3.13 * sr)]
+    elif attack == "speed+3":
+        z = resample_poly(y, 100, 103)
+    elif attack == "speed-3":
+        z = resample_poly(y, 100, 97)
+    else:  # paste the marked clip into a longer unmarked recording
+        z = np.concatenate([speechlike(3.0, sr, seed=9), y, speechlike(2.0, sr, seed=10)])
+    r = marker.detect(np.asarray(z, dtype=np.float32), sr)
+    assert r.present and r.payload == PAYLOAD, attack
+    if attack == "paste":
+        assert any(a < 4.5 and b > 5.5 for a, b in r.spans)
+        assert all(a > 2.0 for a, _ in r.spans)
+    if attack.startswith("speed"):
+        assert r.speed is not None and abs(r.speed - (1.03 if attack == "speed+3" else 0.97)) < 0.006
+
+
+def test_mp3_64k_via_pyav(marker: Marker, marked16) -> None:
+    from voxwarden.audio.degrade import degrade
+
+    _, y = marked16
+    r = marker.detect(degrade(y, 16000, "mp3:64k", seed=0), 16000)
+    assert r.present and r.payload == PAYLOAD
+
+
+def test_too_short_to_carry_a_full_block(marker: Marker) -> None:
+    x = speechlike(0.6, 16000, seed=2)
+    y = marker.embed(x, 16000, PAYLOAD)
+    assert y.shape == x.shape
+    assert not marker.detect(y, 16000).present  # half a block: no false claim, no crash
+
+
+# ---- payload, keys, ECC -----------------------------------------------------------------------------
+
+
+def test_payload_from_ids() -> None:
+    a = payload_from_ids("acme-tts", "clip-0001")
+    assert len(a) == 4 and a == payload_from_ids("acme-tts", "clip-0001")
+    assert a != payload_from_ids("acme-tts", "clip-0002")
+    assert a != payload_from_ids("acme-tts2", "clip-0001")
+    with pytest.raises(ValueError):
+        payload_from_ids("", "x")
+    with pytest.raises(ValueError):
+        payload_from_ids("p", "x" * 2000)
+
+
+def test_key_files(tmp_path) -> None:
+    p = tmp_path / "wm.key"
+    k = keys.write_key_file(p)
+    assert len(k) == 32 and keys.load_key_file(p) == k
+    assert Marker.from_key_file(p).key == k
+    assert (p.stat().st_mode & 0o777) == 0o600
+    with pytest.raises(keys.KeyFileError):
+        keys.write_key_file(p)  # never overwrites
+    raw = tmp_path / "raw.key"
+    raw.write_bytes(bytes(range(100, 132)))
+    assert keys.load_key_file(raw) == bytes(range(100, 132))
+    for name, content in (("short", b"abcd"), ("text", b"not a key at all\n"), ("big", b"0" * 10000)):
+        f = tmp_path / name
+        f.write_bytes(content)
+        with pytest.raises(keys.KeyFileError):
+            keys.load_key_file(f)
+    with pytest.raises(keys.KeyFileError):
+        keys.load_key_file(tmp_path / "missing.key")
+    with pytest.raises(keys.KeyFileError):
+        keys.load_key_file(tmp_path)
+    with pytest.raises(ValueError):
+        Marker(b"short")
+    with pytest.raises(TypeError):
+        Marker("a string key")  # type: ignore[arg-type]
+
+
+def test_mac_is_keyed() -> None:
+    assert keys.mac_bits(KEY, PAYLOAD, 24) != keys.mac_bits(bytes(32), PAYLOAD, 24)
+    assert 0 <= keys.mac_bits(KEY, PAYLOAD, 24) < 2**24
+
+
+def test_viterbi_corrects_errors_and_erasures() -> None:
+    rng = np.random.default_rng(0)
+    bits = rng.integers(0, 2, wm.N_INFO)
+    coded = ecc.conv_encode(bits)
+    assert len(coded) == wm.N_CODED
+    flipped = 1.0 - 2.0 * coded
+    flipped[[5, 30, 60, 90, 120]] *= -3.0  # confident wrong bits, spread out
+    assert np.array_equal(ecc.viterbi_decode(flipped, wm.N_INFO)[0], bits)
+    soft = (1.0 - 2.0 * coded) + rng.normal(0, 0.5, len(coded))
+    soft[rng.choice(len(coded), 20, replace=False)] = 0.0  # erasures
+    out, metric = ecc.viterbi_decode(soft, wm.N_INFO)
+    assert np.array_equal(out, bits) and metric > 0
+    garbage, gm = ecc.viterbi_decode(rng.normal(0, 1, len(coded)), wm.N_INFO)
+    assert gm < metric
+    with pytest.raises(ValueError):
+        ecc.viterbi_decode(soft[:-2], wm.N_INFO)
+    assert ecc.bytes_from_bits(ecc.bits_from_bytes(b"\x01\xfe")) == b"\x01\xfe"
+
+
+# ---- bad inputs --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "samples,sr,msg",
+    [
+        (np.zeros(16000, dtype=np.float32), 7999, "sample rate"),
+        (np.zeros(16000, dtype=np.float32), 96000, "sample rate"),
+        (np.zeros((2, 3, 4), dtype=np.float32), 16000, "shape"),
+        (np.zeros((16000, 40), dtype=np.float32), 16000, "channels"),
+        (np.array(["a", "b"]), 16000, "dtype"),
+        (np.full(16000, np.nan, dtype=np.float32), 16000, "NaN"),
+        ([0.0] * 16000, 16000, "numpy array"),
+        (np.zeros(16000, dtype=np.float32), 16000.0, "integer"),
+    ],
+)
+def test_bad_inputs_raise_typed_errors(marker: Marker, samples, sr, msg: str) -> None:
+    with pytest.raises(WatermarkError, match=msg):
+        marker.detect(samples, sr)
+    with pytest.raises(WatermarkError, match=msg):
+        marker.embed(samples, sr, PAYLOAD)
+
+
+@pytest.mark.parametrize("payload", [b"", b"\x01\x02\x03", b"\x01" * 5, "abcd", None])
+def test_bad_payload(marker: Marker, payload) -> None:
+    with pytest.raises(WatermarkError, match="payload"):
+        marker.embed(np.zeros(16000, dtype=np.float32), 16000, payload)
+
+
+def test_silence_and_tiny_inputs_do_not_crash(marker: Marker) -> None:
+    z = np.zeros(16000, dtype=np.float32)
+    assert np.array_equal(marker.embed(z, 16000, PAYLOAD), z)
+    tiny = np.ones(10, dtype=np.float32) * 0.1
+    assert marker.embed(tiny, 16000, PAYLOAD).shape == (10,)
+    assert not marker.detect(tiny, 16000).present
+    assert not marker.detect(np.zeros(0, dtype=np.float32), 16000).present
+
+
+def test_to_dict_shape(marker: Marker, marked16) -> None:
+    d = marker.detect(marked16[1], 16000).to_dict()
+    assert set(d) == {"present", "payload", "confidence", "spans"}
+    assert d["payload"] == PAYLOAD.hex() and isinstance(d["spans"][0], list)
+
+
+def test_long_input_is_embedded_in_chunks(monkeypatch: pytest.MonkeyPatch, marker: Marker) -> None:
+    # small chunks (2 blocks) so a 7 s clip crosses two chunk borders; windows of 4 s for detection
+    monkeypatch.setattr(wm, "EMBED_CHUNK_SLOTS", 2 * wm.BLOCK_SLOTS)
+    monkeypatch.setattr(wm, "WINDOW_S", 4.0)
+    monkeypatch.setattr(wm, "WINDOW_OVERLAP_S", 1.5)
+    x = speechlike(7.0, 16000, seed=12)
+    y = marker.embed(x, 16000, PAYLOAD)
+    assert snr_db(x, y) >= 30.0
+    border = int(2 * wm.BLOCK_SLOTS * wm.SLOT / wm.SR * 16000)  # first chunk border, in samples
+    r = marker.detect(y[border - 24000 : border + 24000], 16000)
+    assert r.present and r.payload == PAYLOAD
+    r = marker.detect(y, 16000)  # searched in overlapping windows, spans merged
+    assert r.present and r.payload == PAYLOAD and r.spans[0][0] < 1.0 and r.spans[-1][1] > 6.0
