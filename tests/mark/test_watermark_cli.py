@@ -38,9 +38,10 @@ def key_file(tmp_path_factory) -> Path:
 def test_embed_file_keeps_rate_and_channels(tmp_path: Path, stereo_wav: Path, suffix: str) -> None:
     m = Marker(bytes(range(32)))
     out = tmp_path / f"out{suffix}"
-    m.embed_file(stereo_wav, out, PAYLOAD)
-    r = m.detect_file(out)
-    assert r.present and r.payload == PAYLOAD
+    check = m.embed_file(stereo_wav, out, PAYLOAD)  # self-check on the written file
+    assert check.present and check.payload == PAYLOAD
+    r = Marker(bytes(range(32))).detect_file(out)
+    assert r.present and r.payload == PAYLOAD and not Marker().detect_file(out).present
     if suffix != ".mp3":
         info = sf.info(str(out))
         assert info.samplerate == 22050 and info.channels == 2

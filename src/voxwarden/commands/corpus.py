@@ -28,6 +28,9 @@ def build_cmd(
     no_system_sources: Annotated[
         bool, typer.Option("--no-system-sources", help="Ignore the Debian speech packages.")
     ] = False,
+    no_balance: Annotated[
+        bool, typer.Option("--no-balance", help="Keep every clip (skip shortcut balancing).")
+    ] = False,
 ) -> None:
     """Build a corpus from the installed real-speech sources, TTS engines and vocoders."""
     from voxwarden.corpus.build import CorpusError, build_corpus
@@ -44,7 +47,7 @@ def build_cmd(
         try:
             s = build_corpus(out, seed=seed, size=size, shared_train=shared_train, progress=progress,
                              neural_vocoders=vocoder or (), tts=not no_tts,
-                             system_sources=not no_system_sources)
+                             system_sources=not no_system_sources, balance=not no_balance)
         except CorpusError as e:
             err_console.print(f"[red]corpus build failed:[/red] {e}")
             raise typer.Exit(EXIT_FAILED) from e
@@ -74,6 +77,25 @@ def audit_cmd(
                            "by_model": r.by_model, "worst_features": r.worst_features(5)}, indent=2))
     if not r.passed:
         raise typer.Exit(EXIT_FLAGGED)
+
+
+@corpus_app.command("balance")
+def balance_cmd(
+    corpus: Annotated[Path, typer.Argument(help="Corpus folder (protocol.tsv + audio/).")],
+    seed: Annotated[int, typer.Option(help="Random seed for which clips are dropped.")] = 0,
+    threshold: Annotated[float, typer.Option(help="Balance until the audit is at or below this.")] = 0.58,
+) -> None:
+    """Drop clips until shortcut features no longer predict the label (rewrites protocol.tsv)."""
+    from voxwarden.corpus.audit import balance_corpus
+    from voxwarden.corpus.build import CorpusError
+
+    try:
+        b = balance_corpus(corpus, seed=seed, threshold=threshold)
+    except CorpusError as e:
+        err_console.print(f"[red]balance failed:[/red] {e}")
+        raise typer.Exit(EXIT_FAILED) from e
+    typer.echo(json.dumps({"kept": b.kept, "dropped": b.dropped, "rounds": b.rounds,
+                           "audit_before": round(b.audit_before, 4), "audit_after": round(b.audit_after, 4)}))
 
 
 if __name__ == "__main__":  # `python -m voxwarden.commands.corpus build ...` (used by recipes/)

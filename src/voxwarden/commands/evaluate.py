@@ -13,13 +13,15 @@ from voxwarden.commands._common import EXIT_FAILED, EXIT_USAGE, err_console, pro
 
 
 def eval_cmd(
-    protocol: Annotated[Path, typer.Option(help="Protocol: our TSV, ASVspoof 2019/2021 LA keys, or In-the-Wild meta.csv.")],
+    protocol: Annotated[Path, typer.Option(
+        help="Protocol: our TSV, ASVspoof 2019/2021 LA keys, or In-the-Wild meta.csv.")],
     audio_dir: Annotated[Path, typer.Option(help="Folder holding the protocol's audio files.")],
     out: Annotated[Path | None, typer.Option(help="Write summary.json, det.png, hist.png, scores.tsv here.")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Packaged model name or model dir.")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1)] = 1,
     degrade: Annotated[list[str] | None, typer.Option(
-        help="Score after a degradation, e.g. mp3:64k, opus:16k, amr:12.2k, noise:10db (repeatable; 'none' = clean).")] = None,
+        help="Score after a degradation, e.g. mp3:64k, opus:16k, amr:12.2k, noise:10db "
+             "(repeatable; 'none' = clean).")] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N protocol rows (smoke runs).")] = None,
 ) -> None:
     """Evaluate a model on a labelled corpus (never tune on the data you report)."""
@@ -60,7 +62,7 @@ def eval_cmd(
         with progress_bar(f"eval {spec}") as bar:
             task = bar.add_task("eval", total=len(rows))
             records = score_protocol(det, rows, audio_dir, jobs=jobs,
-                                     progress=lambda done, total, r: bar.update(task, completed=done))
+                                     progress=lambda done, total, r, t=task: bar.update(t, completed=done))
         sub = None if out is None else (out if len(specs) == 1 else out / spec.replace(":", "-"))
         summary = evaluate(records, sub, threshold=det.threshold, title=f"{det.model_id} · {spec}")
         any_failed |= summary.n_failed > 0

@@ -87,8 +87,7 @@ def embed_cmd(
         raise typer.Exit(EXIT_USAGE)
     m = _marker(key)
     try:
-        m.embed_file(in_file, out_file, raw)
-        check = m.detect_file(out_file)
+        check = m.embed_file(in_file, out_file, raw)  # detects the mark in the written file
     except (AudioError, WatermarkError, ValueError) as e:
         err_console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(EXIT_FAILED) from e

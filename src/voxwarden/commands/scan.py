@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +14,7 @@ from rich.table import Table
 from voxwarden.commands._common import EXIT_USAGE, err_console, exit_code, output_stream, progress_bar
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     jsonl = "jsonl"
     csv = "csv"

@@ -11,16 +11,18 @@ from voxwarden.commands._common import EXIT_FAILED, EXIT_USAGE, err_console, pro
 
 
 def train_cmd(
-    protocol: Annotated[Path, typer.Option(help="Training protocol (both labels; our TSV or ASVspoof LA keys).")],
+    protocol: Annotated[Path, typer.Option(
+        help="Training protocol (both labels; our TSV or ASVspoof LA keys).")],
     audio_dir: Annotated[Path, typer.Option(help="Folder holding the protocol's audio.")],
     out: Annotated[Path, typer.Option(help="Model directory to write (card.json + weights).")],
-    model: Annotated[str, typer.Option("--model", "-m", help="lfcc-gmm, or a neural architecture (lcnn).")] = "lfcc-gmm",
+    model: Annotated[str, typer.Option(
+        "--model", "-m", help="lfcc-gmm, or a neural architecture (lcnn).")] = "lfcc-gmm",
     seed: Annotated[int, typer.Option(help="Random seed (training is deterministic for a seed).")] = 0,
     holdout: Annotated[float, typer.Option(help="Share of speakers held back for calibration.")] = 0.15,
     epochs: Annotated[int | None, typer.Option(help="Neural models: epochs (default: the recipe's).")] = None,
     max_files: Annotated[int | None, typer.Option(help="Use at most N protocol rows (smoke runs).")] = None,
 ) -> None:
-    """Train a model that `scan --model DIR` and `Detector.load(DIR)` take. Neural models need the "train" extra (torch)."""
+    """Train a model that `scan --model DIR` and `Detector.load(DIR)` take (neural models need torch)."""
     from voxwarden.detect.train import TrainError, train
 
     opts = {} if epochs is None else {"epochs": epochs}

@@ -5,7 +5,7 @@ trivial properties (duration, level, bandwidth, silence, codec traces) do not gi
 `logo_splits` yields leave-one-generator-out folds. See docs/corpus.md.
 """
 
-from voxwarden.corpus.audit import AuditResult, shortcut_audit
+from voxwarden.corpus.audit import AuditResult, BalanceResult, balance_corpus, shortcut_audit
 from voxwarden.corpus.build import (
     PROTOCOL_COLUMNS,
     SIZES,
@@ -22,9 +22,11 @@ __all__ = [
     "PROTOCOL_COLUMNS",
     "SIZES",
     "AuditResult",
+    "BalanceResult",
     "CorpusError",
     "CorpusSummary",
     "LogoFold",
+    "balance_corpus",
     "build_corpus",
     "logo_splits",
     "read_protocol",

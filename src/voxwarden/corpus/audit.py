@@ -8,7 +8,7 @@ a good corpus keeps their balanced accuracy near chance (the project's bar: <= 6
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +22,10 @@ FEATURES = [
     "clip_frac",
 ]
 
-__all__ = ["AuditResult", "FEATURES", "clip_features", "shortcut_audit", "separability"]
+__all__ = [
+    "AuditResult", "BalanceResult", "FEATURES", "balance_corpus", "clip_features", "corpus_features",
+    "separability", "shortcut_audit",
+]
 
 
 @dataclass
@@ -168,31 +171,126 @@ def separability(
     return by_model, by_feature
 
 
-def shortcut_audit(
-    corpus_dir: Path, *, threshold: float = 0.60, max_clips: int = 3000, seed: int = 0,
-    rows: Sequence[dict[str, str]] | None = None,
-) -> AuditResult:
-    """Audit `corpus_dir` (protocol.tsv + audio/): pass when the best shortcut model is <= `threshold`."""
+def corpus_features(
+    corpus_dir: Path, rows: Sequence[dict[str, str]]
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Shortcut features of each readable clip: (features, labels 1=spoof, indices into `rows`)."""
     import soundfile as sf
 
-    corpus_dir = Path(corpus_dir)
-    rows = list(rows) if rows is not None else read_protocol(corpus_dir / "protocol.tsv")
-    if len(rows) > max_clips:
-        pick = np.random.default_rng(seed).choice(len(rows), max_clips, replace=False)
-        rows = [rows[i] for i in sorted(pick)]
-    feats, labels = [], []
-    for r in rows:
-        p = corpus_dir / "audio" / r["file"]
+    feats, labels, kept = [], [], []
+    for i, r in enumerate(rows):
+        p = Path(corpus_dir) / "audio" / r["file"]
         try:
             x, sr = sf.read(str(p), dtype="float64", always_2d=True)
         except (RuntimeError, sf.LibsndfileError, OSError):
             continue
         feats.append(clip_features(x.mean(axis=1), int(sr)))
         labels.append(1 if r["label"] == "spoof" else 0)
-    y = np.array(labels)
+        kept.append(i)
+    return np.array(feats).reshape(len(feats), len(FEATURES)), np.array(labels, dtype=int), kept
+
+
+def shortcut_audit(
+    corpus_dir: Path, *, threshold: float = 0.60, max_clips: int = 3000, seed: int = 0,
+    rows: Sequence[dict[str, str]] | None = None,
+) -> AuditResult:
+    """Audit `corpus_dir` (protocol.tsv + audio/): pass when the best shortcut model is <= `threshold`."""
+    corpus_dir = Path(corpus_dir)
+    rows = list(rows) if rows is not None else read_protocol(corpus_dir / "protocol.tsv")
+    if len(rows) > max_clips:
+        pick = np.random.default_rng(seed).choice(len(rows), max_clips, replace=False)
+        rows = [rows[i] for i in sorted(pick)]
+    x, y, _ = corpus_features(corpus_dir, rows)
     if len(y) < 10 or y.min() == y.max():
         raise CorpusError(f"{corpus_dir}: need at least 10 readable clips of both labels for an audit")
-    by_model, by_feature = separability(np.array(feats), y, folds=5 if len(y) >= 50 else 3, seed=seed)
+    by_model, by_feature = separability(x, y, folds=5 if len(y) >= 50 else 3, seed=seed)
     acc = max(by_model.values())
     return AuditResult(n=len(y), accuracy=acc, by_model=by_model, by_feature=by_feature,
                        threshold=threshold, passed=acc <= threshold)
+
+
+@dataclass
+class BalanceResult:
+    """What `balance_corpus` kept and dropped, and the audit after balancing."""
+
+    kept: int
+    dropped: int
+    rounds: int
+    audit_before: float
+    audit_after: float
+
+
+def _propensity(x: np.ndarray, y: np.ndarray, seed: int, folds: int = 5) -> np.ndarray:
+    """Out-of-fold P(spoof | shortcut features) from a class-weighted logistic regression on x and x**2."""
+    z = np.nan_to_num(x)
+    z = np.c_[z, (z - z.mean(0)) ** 2 / (z.std(0) + 1e-9)]
+    rng = np.random.default_rng(seed)
+    fold_of = rng.permutation(len(y)) % folds
+    p = np.zeros(len(y))
+    for k in range(folds):
+        tr, te = fold_of != k, fold_of == k
+        mu, sd = z[tr].mean(0), z[tr].std(0) + 1e-9
+        a = np.c_[(z[tr] - mu) / sd, np.ones(tr.sum())]
+        b = np.c_[(z[te] - mu) / sd, np.ones(te.sum())]
+        w = np.zeros(a.shape[1])
+        yt = y[tr]
+        cw = np.where(yt == 1, 0.5 / max(yt.mean(), 1e-9), 0.5 / max(1 - yt.mean(), 1e-9))
+        for _ in range(25):
+            q = 1 / (1 + np.exp(-np.clip(a @ w, -30, 30)))
+            g = a.T @ (cw * (q - yt)) + 1e-2 * w
+            h = (a * (cw * q * (1 - q))[:, None]).T @ a + 1e-2 * np.eye(a.shape[1])
+            w -= np.linalg.solve(h, g)
+        p[te] = 1 / (1 + np.exp(-np.clip(b @ w, -30, 30)))
+    return p
+
+
+def balance_corpus(
+    corpus_dir: Path, *, seed: int = 0, bins: int = 10, threshold: float = 0.58, max_rounds: int = 4,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> BalanceResult:
+    """Drop clips so that shortcut features no longer predict the label (propensity-score balancing).
+
+    Why: some generators leave global traces (e.g. a less noisy 5-8 kHz band) that a trivial model can
+    use. Within each bin of the out-of-fold propensity P(spoof | shortcut features), we keep equally many
+    clips of both labels (random, seeded), repeating until the audit is below `threshold`. The kept rows
+    go to ``protocol.tsv``; dropped rows to ``protocol-dropped.tsv`` (audio files stay, nothing is lost).
+    """
+    corpus_dir = Path(corpus_dir)
+    rows = read_protocol(corpus_dir / "protocol.tsv")
+    prev = corpus_dir / "protocol-dropped.tsv"
+    dropped_rows = read_protocol(prev) if prev.is_file() else []
+    if progress:
+        progress("features", 0, len(rows))
+    x, y, kept_idx = corpus_features(corpus_dir, rows)
+    if len(y) < 20 or y.min() == y.max():
+        raise CorpusError(f"{corpus_dir}: too few clips of both labels to balance")
+    before = max(separability(x, y, seed=seed)[0].values())
+    rng = np.random.default_rng(seed)
+    keep = np.ones(len(y), dtype=bool)
+    after, rounds = before, 0
+    while after > threshold and rounds < max_rounds:
+        rounds += 1
+        if progress:
+            progress("balance", rounds, max_rounds)
+        idx = np.flatnonzero(keep)
+        p = _propensity(x[idx], y[idx], seed + rounds)
+        edges = np.quantile(p, np.linspace(0, 1, bins + 1)[1:-1])
+        b = np.searchsorted(edges, p)
+        for k in range(bins):
+            inb = idx[b == k]
+            pos, neg = inb[y[inb] == 1], inb[y[inb] == 0]
+            n = min(len(pos), len(neg))
+            for grp in (pos, neg):
+                if len(grp) > n:
+                    keep[rng.choice(grp, len(grp) - n, replace=False)] = False
+        after = max(separability(x[keep], y[keep], seed=seed)[0].values())
+    from voxwarden.corpus.build import write_protocol
+
+    kept_rows = {kept_idx[i] for i in np.flatnonzero(keep)}
+    unreadable = set(range(len(rows))) - set(kept_idx)
+    new_rows = [r for i, r in enumerate(rows) if i in kept_rows]
+    drop = dropped_rows + [r for i, r in enumerate(rows) if i not in kept_rows or i in unreadable]
+    write_protocol(corpus_dir / "protocol.tsv", new_rows)
+    write_protocol(prev, drop)
+    return BalanceResult(kept=len(new_rows), dropped=len(rows) - len(new_rows), rounds=rounds,
+                         audit_before=before, audit_after=after)

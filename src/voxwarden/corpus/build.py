@@ -27,8 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from voxwarden.audio.degrade import DegradeError, degrade
+from voxwarden.audio.degrade import DegradeError
 from voxwarden.audio.errors import AudioError
+from voxwarden.corpus.augment import AUG_PROB, AUGMENTATIONS
+from voxwarden.corpus.augment import finish_clip as _finish
+from voxwarden.corpus.augment import random_crop as _crop
+from voxwarden.corpus.augment import trim_silence as _trim
 from voxwarden.corpus.sources import (
     SourceItem,
     alsa_items,
@@ -43,13 +47,6 @@ SR = 16000
 PROTOCOL_COLUMNS = ["file", "label", "system", "speaker", "language", "source", "licence", "split",
                     "voice", "pair", "channel", "augment"]
 
-# One of these (or none, with probability 1 - AUG_PROB) is applied to every clip, independent of label.
-AUGMENTATIONS = [
-    "mp3:16k", "mp3:32k", "mp3:64k", "aac:24k", "aac:32k", "opus:12k", "opus:16k", "opus:24k", "opus:32k",
-    "amr:12.2k", "amr:7.95k", "gsm", "mulaw", "resample:8k", "noise:5db", "noise:10db", "noise:20db",
-    "noise:30db", "reverb:0.3", "reverb:0.6", "clip:0.6", "opus:16k+noise:20db", "mp3:32k+reverb:0.4",
-]
-AUG_PROB = 0.6
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -99,49 +96,6 @@ class CorpusError(RuntimeError):
 
 def _rng(seed: int, key: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(key.encode("utf-8"))])
-
-
-def _trim(x: np.ndarray, sr: int = SR) -> np.ndarray:
-    """Drop leading/trailing silence (20 ms frames below -40 dB re. the loudest frame, or -60 dBFS)."""
-    hop = sr // 50
-    n = len(x) // hop
-    if n < 3:
-        return x
-    e = 10 * np.log10(np.mean(x[: n * hop].reshape(n, hop).astype(np.float64) ** 2, axis=1) + 1e-12)
-    active = np.flatnonzero(e > max(e.max() - 40.0, -60.0))
-    if not len(active):
-        return x[:0]
-    a, b = max(0, active[0] - 2) * hop, min(len(x), (active[-1] + 3) * hop)
-    return x[a:b]
-
-
-def _crop(x: np.ndarray, rng: np.random.Generator, crop_max: float) -> np.ndarray:
-    dur = float(rng.uniform(1.0, crop_max))
-    n = int(dur * SR)
-    if len(x) <= n:
-        return x
-    s = int(rng.integers(0, len(x) - n + 1))
-    return x[s : s + n]
-
-
-def _finish(x: np.ndarray, rng: np.random.Generator, channel: str) -> tuple[np.ndarray, str]:
-    """Label-blind post-processing: native channel, padding, level, random degradation, peak limit."""
-    if channel:
-        x = degrade(x, SR, channel, rng=rng)
-    pad_a, pad_b = (int(rng.uniform(0.02, 0.4) * SR) for _ in range(2))
-    floor_db = float(rng.uniform(-80, -50))
-    x = np.concatenate([np.zeros(pad_a, np.float32), x, np.zeros(pad_b, np.float32)])
-    x = x + (10 ** (floor_db / 20) * rng.standard_normal(len(x))).astype(np.float32)
-    rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) or 1e-9
-    x = x * (10 ** (float(rng.uniform(-34, -18)) / 20) / rms)
-    aug = ""
-    if rng.random() < AUG_PROB:
-        aug = AUGMENTATIONS[int(rng.integers(len(AUGMENTATIONS)))]
-        x = degrade(x, SR, aug, rng=rng)
-    peak = float(np.max(np.abs(x), initial=0.0))
-    if peak > 0.99:
-        x = x * (0.99 / peak)
-    return x.astype(np.float32), aug
 
 
 def _round_robin(
@@ -263,6 +217,7 @@ def build_corpus(
     neural_vocoders: Sequence[Path] = (),
     tts: bool = True,
     system_sources: bool = True,
+    balance: bool = True,
 ) -> CorpusSummary:
     """Build a corpus in `out_dir` (created; existing protocol/audio replaced) and return its summary.
 
@@ -271,6 +226,8 @@ def build_corpus(
     `shared_train` points at shared/data/train when available. `neural_vocoders` are checkpoints from
     ``recipes/corpus/train_vocoder.py``; each becomes one more copy-synthesis generator. `tts=False`
     skips TTS engines; `system_sources=False` ignores the Debian speech packages (only `shared_train`).
+    `balance` (corpora of >= 200 clips) then drops clips until shortcut features are at chance
+    (`audit.balance_corpus`); the unbalanced protocol stays in ``protocol-full.tsv``.
     """
     from voxwarden.corpus.tts import PiperWorker, TTSError, TTSVoice, available_voices, synthesize
     from voxwarden.corpus.vocoders import NeuralVocoder, VocoderError, copy_synthesize
@@ -458,13 +415,27 @@ def build_corpus(
         "build_seconds": round(time.time() - t0, 1),
         "warnings": warnings[:200],
     }
+    full = out_dir / "protocol-full.tsv"
+    write_protocol(full, rows)
+    (out_dir / "protocol-dropped.tsv").unlink(missing_ok=True)
+    if balance and len(rows) >= 200:
+        from voxwarden.corpus.audit import balance_corpus
+
+        b = balance_corpus(out_dir, seed=seed, progress=prog)
+        kept = {r["file"] for r in read_protocol(protocol)}
+        rows = [r for r in rows if r["file"] in kept]
+        manifest["balance"] = {**asdict(b), "method": "propensity-score balancing on shortcut features; "
+                               "full protocol in protocol-full.tsv, dropped rows in protocol-dropped.tsv"}
+        manifest["clips_after_balance"] = len(rows)
+        manifest["systems_after_balance"] = dict(Counter(r["system"] for r in rows))
     mpath = out_dir / "manifest.json"
     mpath.write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str))
     return CorpusSummary(
         out_dir=out_dir, protocol=protocol, manifest=mpath, clips=len(rows),
-        bonafide=int(manifest["bonafide"]), spoof=int(manifest["spoof"]),
+        bonafide=sum(r["label"] == "bonafide" for r in rows), spoof=sum(r["label"] == "spoof" for r in rows),
         minutes=round(sum(durations.values()) / 60, 2),
-        systems=dict(Counter(r["system"] for r in rows)), sources=dict(used_sources),
+        systems=dict(Counter(r["system"] for r in rows)),
+        sources=dict(Counter(r["source"] for r in rows if r["label"] == "bonafide")),
         seconds=round(time.time() - t0, 1), warnings=warnings)
 
 

@@ -214,10 +214,17 @@ class PiperWorker:
 
     def _readline(self) -> dict:
         assert self._proc.stdout is not None
-        line = self._proc.stdout.readline()
-        if not line:
-            raise TTSError("piper worker exited")
-        return json.loads(line)
+        for _ in range(100):  # skip anything that is not our JSON reply (a library printing to stdout)
+            line = self._proc.stdout.readline()
+            if not line:
+                raise TTSError("piper worker exited")
+            try:
+                reply = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(reply, dict):
+                return reply
+        raise TTSError("piper worker sent no reply")
 
     def speak(
         self, text: str, *, length_scale: float = 1.0, noise_scale: float = 0.667

@@ -50,6 +50,7 @@ NFFT = 128  # 16 ms analysis window: short, so a slot's energy leaks little into
 HOP = 32
 SLOT = 256  # samples at SR per slot (32 ms)
 HOPS_PER_SLOT = SLOT // HOP
+TILE_MARGIN = NFFT // 2  # a tile's frames keep their whole window inside the slot
 BIN0 = 8  # first band starts at 500 Hz (62.5 Hz bins)
 BAND_BINS = 2  # 125 Hz bands
 N_BANDS = 24  # 500-3500 Hz
@@ -241,18 +242,33 @@ def _bin_cumsum(power: np.ndarray) -> np.ndarray:
 
 
 def _tiles(band_e: np.ndarray, speed: float, offset: float) -> np.ndarray:
-    """Slot x band energies from frame x band energies. Slot t spans [t*SLOT/speed + offset, ...) samples."""
+    """Slot x band energies from frame x band energies. Slot t spans [t*SLOT/speed + offset, ...) samples.
+
+    A tile sums the frames whose whole window lies inside its slot (centres from TILE_MARGIN after the
+    slot start to TILE_MARGIN before its end), so it measures its own slot, not a louder neighbour.
+    """
     n_frames = band_e.shape[0]
     cpad = np.concatenate([np.zeros((1, band_e.shape[1])), np.cumsum(band_e, axis=0)])
     slot_len = SLOT / speed
     n_slots = int(((n_frames - 1.5) * HOP - offset) // slot_len)
     if n_slots <= 0:
         return np.zeros((0, band_e.shape[1]))
-    x = (np.arange(n_slots + 1) * slot_len + offset) / HOP + 0.5
-    i = np.floor(x).astype(np.int64)
-    frac = (x - i)[:, None]
-    cum = cpad[i] + frac * band_e[np.minimum(i, n_frames - 1)]
-    return np.diff(cum, axis=0)
+    t = np.arange(n_slots)
+    a, b = _tile_span(t * slot_len + offset, slot_len, speed)
+    return _cum_at(cpad, band_e, b) - _cum_at(cpad, band_e, a)
+
+
+def _tile_span(start: np.ndarray, slot_len: np.ndarray | float, speed: np.ndarray | float) -> tuple:
+    """Cumulative-sum positions (in frames) bounding the frames of the tiles that start at `start`."""
+    margin = TILE_MARGIN / np.asarray(speed)
+    return (start + margin) / HOP, (start + slot_len - margin) / HOP + 1.0
+
+
+def _cum_at(cpad: np.ndarray, band_e: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Sum of frames below fractional position `pos` (linear inside a frame), for 2-D band_e."""
+    i = np.floor(pos).astype(np.int64)
+    frac = (pos - i)[..., None]
+    return cpad[i] + frac * band_e[np.minimum(i, band_e.shape[0] - 1)]
 
 
 def _log_and_weights(tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -623,12 +639,14 @@ class Marker:
         n = int(np.min(((n_frames - 1.5) * HOP - offsets.max(axis=1)) // slot_len))
         if n < 1:
             return None
-        pos = (np.arange(n + 1)[None, None, :] * slot_len[:, None, None] + offsets[:, :, None]) / HOP + 0.5
-        i = np.floor(pos).astype(np.int64)
-        frac = (pos - i)[..., None]
+        starts = np.arange(n)[None, None, :] * slot_len[:, None, None] + offsets[:, :, None]  # (S, O, n)
         s_idx = np.arange(n_sp)[:, None, None]
-        at = cpad[s_idx, i] + frac * be[s_idx, np.minimum(i, n_frames - 1)]  # (S, O, n+1, B)
-        tiles = np.diff(at, axis=2)
+        tiles = np.zeros((n_sp, n_off, n, N_BANDS))
+        for sign, pos in zip((-1.0, 1.0), _tile_span(starts, slot_len[:, None, None], speeds[:, None, None]),
+                             strict=True):
+            i = np.floor(pos).astype(np.int64)
+            frac = (pos - i)[..., None]
+            tiles += sign * (cpad[s_idx, i] + frac * be[s_idx, np.minimum(i, n_frames - 1)])  # (S, O, n, B)
         if not np.any(tiles > 0):
             return None
         _, w, vc = _log_and_weights_batch(tiles)
@@ -713,7 +731,8 @@ class Marker:
     ) -> MarkResult:
         """Mark an audio file; keeps sample rate and channels, writes the format of `out_path`'s suffix.
 
-        Returns the detection result on the marked samples (before encoding) as a self-check.
+        Returns `detect_file(out_path)`: a self-check of the written file (a lossy output format or a
+        too-short/silent input can leave no detectable mark; the caller decides what to do then).
         """
         from voxwarden.mark import fileio
 
@@ -721,7 +740,7 @@ class Marker:
         samples, sr = fileio.read_audio(in_path, max_seconds=MAX_SECONDS)
         y = self.embed(samples, sr, payload)
         fileio.write_audio(out_path, y, sr)
-        return self.detect(y, sr)
+        return self.detect_file(out_path)
 
     def detect_file(self, path: str | os.PathLike[str]) -> MarkResult:
         """Decode any audio file (native rate and channels) and look for the mark."""
