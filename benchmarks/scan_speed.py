@@ -3,7 +3,7 @@ of `voxwarden scan one.wav` including start-up, and peak memory.
 
     python benchmarks/scan_speed.py [--model default] [--minutes 10]
 
-Speech: /work-like ../shared/data/train clips when present (real human speech), else espeak-ng speech.
+Speech: ../shared/data/train clips when present (real human speech), else espeak-ng speech.
 Targets (issue 2): >= 300x real time per core; `scan one.wav` <= 2 s; peak RSS <= 500 MB.
 """
 
@@ -82,8 +82,10 @@ def main() -> None:
         for _ in range(3):
             t0 = time.perf_counter()
             cmd = [exe, "scan", str(one), "--format", "jsonl"] + (["--model", args.model] if args.model else [])
-            subprocess.run(cmd, capture_output=True, check=False)
+            proc = subprocess.run(cmd, capture_output=True, check=False)
             walls.append(time.perf_counter() - t0)
+            if proc.returncode not in (0, 1):
+                sys.exit(f"scan failed (exit {proc.returncode}): {proc.stderr.decode(errors='replace')}")
         print(f"scan one.wav     {min(walls):.2f} s wall (best of 3, includes start-up)")
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"peak RSS         {peak:.0f} MB (this process, after scoring {total / 60:.1f} min)")
