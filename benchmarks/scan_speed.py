@@ -49,6 +49,29 @@ def speech_files(tmp: Path, minutes: float) -> tuple[list[Path], float]:
     return files, total
 
 
+def stage_cpu(det, files: list[Path]) -> dict[str, float]:
+    """CPU seconds of each stage alone over the same files: decode, VAD, model (windows as scan makes them)."""
+    from voxwarden import audio
+
+    clips, regions, wins = [], [], []
+    c0 = time.process_time()
+    for p in files:
+        clips.append(audio.load(str(p), sr=det.card.sample_rate))
+    t_dec = time.process_time() - c0
+    c0 = time.process_time()
+    for c in clips:
+        regions.append(audio.speech_regions(c.samples, c.sr))
+    t_vad = time.process_time() - c0
+    for c, r in zip(clips, regions, strict=True):
+        wins.append([w.samples for w in audio.windows(c.samples, c.sr, r, win=det.card.window, hop=det.card.hop)])
+    c0 = time.process_time()
+    for w in wins:
+        if w:
+            det.score_windows(w)
+    t_model = time.process_time() - c0
+    return {"decode": t_dec, "VAD": t_vad, "model": t_model}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=None)
@@ -64,15 +87,19 @@ def main() -> None:
         det = Detector.load(args.model)
         t_load = time.perf_counter() - t0
         det.score(str(files[0]))  # warm-up
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         results = [det.scan(str(p)) for p in files]
-        dt = time.perf_counter() - t0
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+        stages = stage_cpu(det, files)
         n_err = sum(r.error is not None for r in results)
         print(f"model            {det.model_id}")
         print(f"audio            {len(files)} files, {total / 60:.1f} min of {src}; {n_err} errors")
         print(f"load             {t_load * 1000:.0f} ms")
         print(f"pipeline speed   {total / dt:.0f}x real time on one core (decode+VAD+windows+model); "
               f"1 h of speech in {3600 / (total / dt):.1f} s")
+        print(f"pipeline CPU     {total / cpu:.0f}x real time by process time ({cpu:.2f} s CPU; "
+              f"steadier than wall on a shared machine)")
+        print("stages (CPU)     " + ", ".join(f"{k} {total / v:.0f}x" for k, v in stages.items()))
         # end-to-end CLI wall time on one short file, including interpreter start-up
         one = tmp / "one.wav"
         x, sr = sf.read(str(files[0]), dtype="float32")

@@ -125,3 +125,97 @@ def test_vendored_model_matches_its_recorded_digest():
     readme = data_dir.joinpath("README.md").read_text()
     assert vad.MODEL_SHA256 in readme and vad.MODEL_FILE in readme
     assert "MIT License" in data_dir.joinpath("LICENSE-silero-vad").read_text()
+    run_model = data_dir.joinpath(vad.RUN_MODEL_FILE).read_bytes()
+    assert hashlib.sha256(run_model).hexdigest() == vad.RUN_MODEL_SHA256
+
+
+def _original_session():
+    """A session on the vendored export exactly as shipped (1-D convolutions), for comparisons."""
+    from importlib import resources
+
+    import onnxruntime as ort
+
+    data = resources.files("voxwarden.audio").joinpath("data").joinpath(vad.MODEL_FILE).read_bytes()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def _original_probs(x: np.ndarray) -> np.ndarray:
+    """Whole clip in one run of the original export (the pre-speed-up behaviour)."""
+    n = -(-x.size // vad.FRAME)
+    padded = np.zeros(vad.CONTEXT + n * vad.FRAME, np.float32)
+    padded[vad.CONTEXT : vad.CONTEXT + x.size] = x
+    rows = np.lib.stride_tricks.sliding_window_view(padded, vad.CONTEXT + vad.FRAME)[:: vad.FRAME][:n]
+    h = np.zeros((1, 1, 128), np.float32)
+    probs = _original_session().run(None, {"input": np.ascontiguousarray(rows), "h": h, "c": h})[0]
+    return np.asarray(probs, np.float32).reshape(-1)
+
+
+def test_run_model_equals_original_export(speech16k):
+    """The 2-D-convolution model gives the shipped export's probabilities and the same regions."""
+    rng = np.random.default_rng(5)
+    noisy = np.concatenate([speech16k, 0.05 * rng.standard_normal(40000).astype(np.float32), speech16k])
+    x = np.concatenate([noisy] * 2)  # > one BLOCK, so the LSTM state crosses session calls
+    ref = _original_probs(x)
+    got = audio.speech_probs(x)
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    dur = x.size / 16000
+    assert audio.speech_regions(x) == vad.regions_from_probs(ref, dur)
+    assert audio.speech_regions(x)  # and there is speech to compare
+
+
+def test_derived_model_is_reproducible():
+    """The vendored run model is exactly `conv1d_as_conv2d` of the shipped export (needs onnx)."""
+    import hashlib
+    from importlib import resources
+
+    pytest.importorskip("onnx")
+    data_dir = resources.files("voxwarden.audio").joinpath("data")
+    made = vad.conv1d_as_conv2d(data_dir.joinpath(vad.MODEL_FILE).read_bytes())
+    assert hashlib.sha256(made).hexdigest() == vad.RUN_MODEL_SHA256
+
+
+def test_conv1d_as_conv2d_on_a_toy_graph():
+    """Stride, padding, bias and a 1-D conv feeding another: same outputs after the rewrite."""
+    onnx = pytest.importorskip("onnx")
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = rng.standard_normal((6, 3, 5)).astype(np.float32)
+    b1 = rng.standard_normal(6).astype(np.float32)
+    w2 = rng.standard_normal((4, 6, 3)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["y1"], kernel_shape=[5], strides=[2], pads=[2, 1]),
+        helper.make_node("Relu", ["y1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2"], ["y"], kernel_shape=[3], dilations=[2]),
+    ]
+    graph = helper.make_graph(
+        nodes, "toy", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 3, "t"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 4, "u"])],
+        initializer=[numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(b1, "b1"),
+                     numpy_helper.from_array(w2, "w2")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    before = model.SerializeToString()
+    after = vad.conv1d_as_conv2d(before)
+    assert [n.op_type for n in onnx.load_from_string(after).graph.node].count("Conv") == 2
+    x = rng.standard_normal((7, 3, 40)).astype(np.float32)
+    ya = ort.InferenceSession(before, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    yb = ort.InferenceSession(after, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert ya.shape == yb.shape == (7, 4, 16)
+    np.testing.assert_allclose(yb, ya, rtol=1e-5, atol=1e-5)
+
+
+def test_rms_dbfs_matches_float64_reference():
+    rng = np.random.default_rng(1)
+    x = (0.1 * rng.standard_normal(200_001)).astype(np.float32)
+    ref = 10 * np.log10(np.mean(x.astype(np.float64) ** 2))
+    assert vad.rms_dbfs(x) == pytest.approx(ref, abs=1e-4)
+    assert vad.rms_dbfs(np.zeros(10, np.float32)) == float("-inf")
+    assert vad.rms_dbfs(np.zeros(0, np.float32)) == float("-inf")
+    assert vad.rms_dbfs(np.full((4, 2), 0.5, np.float32)) == pytest.approx(20 * np.log10(0.5))

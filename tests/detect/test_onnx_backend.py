@@ -130,3 +130,52 @@ def test_packaged_default_model_scores_variable_lengths() -> None:
     # level does not matter: the graph normalises each window
     s2 = be.score_windows([w * 0.01 for w in wins])
     np.testing.assert_allclose(s, s2, atol=1e-3)
+
+
+def _espeak_clip() -> np.ndarray:
+    """~5 s of espeak-ng speech at 16 kHz with silence around it (made on the fly)."""
+    import io
+    import shutil
+    import subprocess
+
+    import soundfile as sf
+
+    from voxwarden.audio import resample
+
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        pytest.skip("espeak-ng not installed")
+    text = "The quick brown fox jumps over the lazy dog, and then it runs far away into the woods."
+    wav = subprocess.run([exe, "--stdout", text], check=True, capture_output=True, timeout=60).stdout
+    x, sr = sf.read(io.BytesIO(wav), dtype="float32")
+    z = np.zeros(8000, np.float32)
+    return np.concatenate([z, resample(x, int(sr), 16000), z])
+
+
+@pytest.mark.skipif("default" not in packaged_models(), reason="default model not packaged yet")
+def test_default_model_scores_pinned_to_one_batch_run() -> None:
+    """Detector.load().score(espeak clip) equals scoring all its windows in ONE session run (the old
+    batching) within 1e-5: the per-run batch size is a speed knob, never a change of scores."""
+    from voxwarden import audio
+    from voxwarden.detect import Detector
+
+    x = _espeak_clip()
+    det = Detector.load()
+    res = det.score(x, sr=16000)
+    assert len(res.segments) >= 2  # several 4 s / 2 s windows, so batching matters
+    wins = audio.windows(x, 16000, audio.speech_regions(x, 16000), win=det.card.window, hop=det.card.hop)
+    np.testing.assert_allclose([(w.start, w.end) for w in wins], [(s.start, s.end) for s in res.segments],
+                               atol=1e-6)
+    be = det.backend
+    groups: dict[int, list[int]] = {}
+    for i, w in enumerate(wins):
+        groups.setdefault(len(w.samples), []).append(i)
+    ref = np.empty(len(wins), np.float64)
+    for idx in groups.values():
+        batch = np.stack([np.asarray(wins[i].samples, np.float32) for i in idx])
+        ref[idx] = be.session.run(None, {be.input_name: batch})[0].reshape(-1)
+    np.testing.assert_allclose([s.score for s in res.segments], ref, atol=1e-5)
+    from voxwarden.detect.aggregate import aggregate
+
+    lengths = np.array([w.end - w.start for w in wins])
+    assert res.score == pytest.approx(float(aggregate(ref, det.aggregation, weights=lengths)), abs=1e-5)
