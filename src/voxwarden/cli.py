@@ -10,6 +10,7 @@ from voxwarden.commands.evaluate import eval_cmd
 from voxwarden.commands.label import label_app, notice_cmd
 from voxwarden.commands.mark import mark_app
 from voxwarden.commands.scan import scan_cmd
+from voxwarden.commands.serve import keys_app, serve_cmd
 from voxwarden.commands.store import store_app
 from voxwarden.commands.train import train_cmd
 from voxwarden.commands.verify import verify_cmd
@@ -25,11 +26,13 @@ app.command("scan")(scan_cmd)
 app.command("eval")(eval_cmd)
 app.command("train")(train_cmd)
 app.command("verify")(verify_cmd)
+app.command("serve")(serve_cmd)
 mark_app.command("notice")(notice_cmd)
 mark_app.add_typer(label_app, name="label")
 app.add_typer(mark_app, name="mark")
 app.add_typer(corpus_app, name="corpus")
 app.add_typer(store_app, name="store")
+app.add_typer(keys_app, name="admin")
 
 
 @app.command("version")

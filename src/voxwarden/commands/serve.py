@@ -1,0 +1,111 @@
+"""`voxwarden serve` (the HTTP API) and `voxwarden admin create-key` (API keys for it).
+
+With no config file the service starts on embedded defaults: SQLite in `--data-dir`, port 8080 on
+127.0.0.1. When the store holds no API key yet, it prints how to make the first admin key.
+"""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from voxwarden.api.settings import Settings, SettingsError
+from voxwarden.commands._common import EXIT_FAILED, EXIT_USAGE, err_console
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file (see docs/api.md).")]
+DataDirOpt = Annotated[
+    Path | None, typer.Option("--data-dir", help="Data directory (SQLite + evidence); overrides the config.")
+]
+
+keys_app = typer.Typer(help="Administration: API keys for the HTTP service.", no_args_is_help=True)
+
+
+def load_settings(config: Path | None, data_dir: Path | None = None, host: str | None = None,
+                  port: int | None = None) -> Settings:
+    """Defaults, then the config file, then command-line flags; exits with a usage error if invalid."""
+    try:
+        base = Settings.from_file(config) if config is not None else Settings()
+        return base.with_overrides(data_dir=data_dir, host=host, port=port)
+    except SettingsError as e:
+        err_console.print(f"[red]config error:[/red] {e}")
+        raise typer.Exit(EXIT_USAGE) from e
+
+
+def _first_key_hint(settings: Settings, config: Path | None) -> str:
+    where = f"--config {config}" if config is not None else f"--data-dir {settings.data_dir.resolve()}"
+    return ("No API key exists yet. Create the first admin key (the token is shown once):\n"
+            f"  voxwarden admin create-key --tenant <your-org> --scopes admin {where}")
+
+
+def serve_cmd(
+    config: ConfigOpt = None,
+    host: Annotated[str | None, typer.Option("--host", help="Address to listen on (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port to listen on (default 8080).")] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Run the HTTP API (/v1, OpenAPI at /openapi.json, Prometheus at /metrics)."""
+    settings = load_settings(config, data_dir, host, port)
+    from sqlalchemy import func, select
+
+    from voxwarden.api.app import create_app
+    from voxwarden.store import StoreError
+    from voxwarden.store.models import ApiKey
+
+    try:
+        app = create_app(settings)
+        with app.state.store.session() as s:
+            n_keys = s.scalar(select(func.count()).select_from(ApiKey)) or 0
+    except StoreError as e:
+        err_console.print(f"[red]store error:[/red] {e}")
+        raise typer.Exit(EXIT_FAILED) from e
+    if config is None:
+        typer.echo(f"no --config: embedded defaults, data in {settings.data_dir.resolve()}", err=True)
+    if n_keys == 0:
+        typer.echo(_first_key_hint(settings, config), err=True)  # plain echo: no wrapping, copy-pasteable
+    import uvicorn
+
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", proxy_headers=False)
+
+
+@keys_app.command("create-key")
+def create_key_cmd(
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant name (created if it does not exist).")],
+    scopes: Annotated[str, typer.Option("--scopes", help="Comma-separated: scan, mark, rooms, admin.")] = "scan",
+    name: Annotated[str, typer.Option("--name", help="A label for the key (who or what uses it).")] = "cli",
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Create an API key and print its token once on stdout (only its hash is stored)."""
+    settings = load_settings(config, data_dir)
+    from voxwarden.api.app import open_store
+    from voxwarden.store import AuditContext, StoreError, audit, keys
+
+    wanted = [s.strip() for s in scopes.split(",") if s.strip()]
+    try:
+        store = open_store(settings)
+    except StoreError as e:
+        err_console.print(f"[red]store error:[/red] {e}")
+        raise typer.Exit(EXIT_FAILED) from e
+    try:
+        with store.session() as s:
+            t = keys.tenant_by_name(s, tenant) or keys.create_tenant(s, tenant)
+            new = keys.create_api_key(s, t.id, name, wanted)
+            try:
+                user = getpass.getuser()
+            except (KeyError, OSError):
+                user = "unknown"
+            audit.record(s, AuditContext(actor=f"cli:{user}", tenant_id=t.id), "api_key.create",
+                         target_type="api_key", target_id=new.key.id,
+                         details={"name": name, "scopes": new.key.scopes, "prefix": new.key.prefix})
+            tenant_id, key_id, granted = t.id, new.key.id, new.key.scopes
+    except StoreError as e:
+        err_console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(EXIT_USAGE if e.code in ("invalid_input", "conflict") else EXIT_FAILED) from e
+    finally:
+        store.dispose()
+    err_console.print(f"key {key_id} for tenant {tenant!r} ({tenant_id}), scopes: {granted}")
+    err_console.print("Store this token now; it cannot be shown again:")
+    typer.echo(new.token)
