@@ -16,8 +16,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-CORPUS="${1:-$ROOT/work-data/corpus-v0}"
-OUT="${2:-$ROOT/work-data/model-default}"
+CORPUS="${1:-$ROOT/work-data/corpus-v1}"
+OUT="${2:-$ROOT/work-data/model-v1}"
 SHARED="${SHARED:-$ROOT/../shared}"
 SEED="${SEED:-0}"
 EPOCHS="${EPOCHS:-16}"          # x 50 steps of 32 crops (1-4 s) = 800 steps
@@ -33,12 +33,13 @@ PY="${PYTHON:-python}"
 if [[ ! -f "$CORPUS/protocol.tsv" ]]; then
   SHARED_TRAIN=""
   [[ -d "$SHARED/data/train" ]] && SHARED_TRAIN="$SHARED/data/train"
-  nice "$PY" - "$CORPUS" "$SEED" "$SHARED_TRAIN" <<'PYEOF'
+  # the shipped neural-vocoder checkpoints (recipes/corpus/vocoders/, trained on bona fide speech only)
+  nice "$PY" - "$CORPUS" "$SEED" "$SHARED_TRAIN" "$ROOT/recipes/corpus/vocoders" <<'PYEOF'
 import sys
 from pathlib import Path
 from voxwarden.corpus.build import build_corpus
 out, seed, shared = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] or None
-voc = sorted(Path("work-data/vocoders").glob("*.pt")) if Path("work-data/vocoders").is_dir() else []
+voc = sorted(Path(sys.argv[4]).glob("*.pt"))
 s = build_corpus(out, seed=seed, size="default", shared_train=Path(shared) if shared else None,
                  neural_vocoders=voc, progress=lambda st, d, t: print(st, d, t, flush=True) if d % 200 == 0 else None)
 print(s)
