@@ -9,6 +9,7 @@ from voxwarden.commands.corpus import corpus_app
 from voxwarden.commands.evaluate import eval_cmd
 from voxwarden.commands.label import label_app, notice_cmd
 from voxwarden.commands.mark import mark_app
+from voxwarden.commands.rectify import rectify_app
 from voxwarden.commands.scan import scan_cmd
 from voxwarden.commands.serve import keys_app, serve_cmd
 from voxwarden.commands.store import store_app
@@ -33,6 +34,7 @@ app.add_typer(mark_app, name="mark")
 app.add_typer(corpus_app, name="corpus")
 app.add_typer(store_app, name="store")
 app.add_typer(keys_app, name="admin")
+app.add_typer(rectify_app, name="rectify")
 
 
 @app.command("version")

@@ -165,6 +165,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        await asyncio.to_thread(app.state.live.stop)  # the live reaper, before the store goes
         if own_store:
             store.dispose()
 
@@ -184,9 +185,21 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
     app.state.idempotency_locks = weakref.WeakValueDictionary()
     install_handlers(app)
 
+    from voxwarden.api.live_sink import LiveService
+    from voxwarden.api.routes_rooms import router as rooms_router
     from voxwarden.api.routes_scan import router as scan_router
 
+    # live rooms: one hub per tenant on this app's detector; checkpoints beside the data
+    from voxwarden.api.settings import SettingsError
+    from voxwarden.live import RulesError
+
+    try:
+        app.state.live = LiveService(store, detector, checkpoint_dir=settings.data_dir / "live-checkpoints",
+                                     rules_path=settings.rules_path)
+    except RulesError as e:  # a bad rules file stops the start, naming file and line
+        raise SettingsError(f"rules_path: {e}") from e
     app.include_router(scan_router)
+    app.include_router(rooms_router)
 
     @app.get(f"/{API_VERSION}/health", tags=["service"], summary="Liveness and readiness (no key needed)")
     async def health(request: Request) -> JSONResponse:

@@ -40,9 +40,10 @@ class Settings:
     model: str | None = None  # packaged model name or model directory; None: the default model
     page_size_default: int = 50
     page_size_max: int = 500
+    rules_path: Path | None = None  # live alert rules (YAML, docs/live.md); None: live rooms raise no alerts
 
     def __post_init__(self) -> None:
-        for name in ("data_dir", "evidence_dir"):  # accept str paths from callers
+        for name in ("data_dir", "evidence_dir", "rules_path"):  # accept str paths from callers
             v = getattr(self, name)
             if isinstance(v, str):
                 object.__setattr__(self, name, Path(v).expanduser())
@@ -78,7 +79,7 @@ class Settings:
             raise SettingsError(f"unknown setting(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
         values: dict[str, Any] = {}
         for k, v in data.items():
-            if k in ("data_dir", "evidence_dir"):
+            if k in ("data_dir", "evidence_dir", "rules_path"):
                 if not isinstance(v, str) or not v:
                     raise SettingsError(f"{k} must be a path string")
                 values[k] = Path(v).expanduser()

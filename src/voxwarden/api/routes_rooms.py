@@ -1,0 +1,374 @@
+"""Live rooms over WebSocket: ``/v1/rooms/{room}/stream`` (a speaker's audio in, events out),
+``/v1/rooms/{room}/events`` (everyone watching a room) and ``GET /v1/rooms/{room}/alerts``.
+
+Protocol (docs/api-rooms.md, wire format in docs/live.md): API key with scope ``rooms`` in the
+``Authorization: Bearer`` header or ``?token=`` (browsers cannot set WebSocket headers); a bad key or
+scope is refused before the handshake completes (close 1008 → HTTP 403). First message: the JSON hello
+(its ``room`` must be the path's). Then binary frames (4-byte big-endian seq + payload); each frame's
+events come back as JSON text messages. ``{"type": "end"}`` as text ends the session (tail window,
+``session_ended``, close 1000); a dropped connection keeps the session ``linger`` s for a resume.
+Scoring runs in a worker thread (``asyncio.to_thread``), one frame at a time per connection, so a slow
+model slows only its own sender and the event loop keeps serving other rooms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisconnect
+from sqlalchemy import select
+from starlette.websockets import WebSocketState
+
+from voxwarden.api.auth import Principal, authenticate, require
+from voxwarden.api.errors import ApiError
+from voxwarden.api.live_sink import LiveService, TenantLive, event_json
+from voxwarden.live import (
+    Event,
+    Hello,
+    HelloError,
+    LiveError,
+    SessionEnded,
+    StreamSession,
+    WindowScored,
+    parse_hello,
+)
+from voxwarden.store import AuditContext, Store, StoreError, audit
+from voxwarden.store import alerts as alert_repo
+from voxwarden.store.models import Alert as AlertRow
+from voxwarden.store.models import Room as RoomRow
+from voxwarden.store.rooms import Peer
+
+log = logging.getLogger("voxwarden.api.rooms")
+router = APIRouter(prefix="/v1/rooms", tags=["rooms"])
+
+HELLO_TIMEOUT = 10.0  # seconds a client has to send its hello after the handshake
+MAX_HELLO_BYTES = 16 * 1024
+MAX_ROOM_ID = 200
+
+# WebSocket close codes
+CLOSE_NORMAL = 1000
+CLOSE_POLICY = 1008  # auth, bad hello / resume
+CLOSE_INTERNAL = 1011
+CLOSE_TRY_LATER = 1013  # capacity
+
+
+# -- auth ----------------------------------------------------------------------------------------
+
+
+def ws_token(websocket: WebSocket) -> str | None:
+    """The API key from ``Authorization: Bearer`` or ``?token=``; None when absent or malformed."""
+    header = websocket.headers.get("authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        return token if scheme.lower() == "bearer" and token and len(token) <= 200 else None
+    token = websocket.query_params.get("token")
+    return token if token and len(token) <= 200 else None
+
+
+async def ws_principal(websocket: WebSocket, scope: str = "rooms") -> Principal | None:
+    """Authenticate before accepting; on failure close with 1008 (the client sees HTTP 403) → None."""
+    token = ws_token(websocket)
+    reason = "missing or malformed API key"
+    if token is not None:
+        try:
+            principal = await asyncio.to_thread(authenticate, websocket.app.state.store, token)
+        except ApiError as e:
+            reason = e.message
+        except StoreError as e:
+            log.error("websocket auth: store error: %s", e)
+            await websocket.close(code=CLOSE_TRY_LATER, reason="store unavailable")
+            return None
+        else:
+            if principal.allows(scope):
+                return principal
+            reason = f"API key lacks the {scope!r} scope"
+    await websocket.close(code=CLOSE_POLICY, reason=reason[:120])
+    return None
+
+
+def ws_audit_context(websocket: WebSocket, principal: Principal) -> AuditContext:
+    """Account and network origin/destination of a WebSocket connection for the audit log."""
+    client = websocket.client
+    server = websocket.scope.get("server") or (None, None)
+    ua = websocket.headers.get("user-agent")
+    return AuditContext(
+        actor=principal.actor,
+        tenant_id=principal.tenant_id,
+        source_ip=(client.host[:45] if client and client.host else None),
+        source_port=(client.port if client and isinstance(client.port, int) else None),
+        dest_ip=(str(server[0])[:45] if server[0] else None),
+        dest_port=(server[1] if isinstance(server[1], int) else None),
+        user_agent=ua[:500] if ua else None,
+    )
+
+
+def _audit(store: Store, ctx: AuditContext, action: str, target_id: str | None, details: dict[str, Any]) -> None:
+    try:
+        with store.session() as s:
+            audit.record(s, ctx, action, target_type="room_session", target_id=target_id, details=details)
+    except StoreError as e:  # an audit hiccup must not take the room down; it is logged loudly
+        log.error("audit %s failed: %s", action, e)
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+async def _send(websocket: WebSocket, message: str) -> bool:
+    """Send a text message; False when the client is already gone."""
+    if websocket.application_state != WebSocketState.CONNECTED:
+        return False
+    try:
+        await websocket.send_text(message)
+        return True
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        return False
+
+
+async def _fatal(websocket: WebSocket, error: dict[str, Any], code: int) -> None:
+    """Tell the client why (an error message) and close with `code` and the error type as reason."""
+    await _send(websocket, json.dumps(error))
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+        if websocket.application_state == WebSocketState.CONNECTED:
+            await websocket.close(code=code, reason=str(error.get("type", "error"))[:120])
+
+
+def _close_code(e: LiveError) -> int:
+    return CLOSE_TRY_LATER if e.code == "capacity" else CLOSE_POLICY
+
+
+def _handle_frame(live: LiveService, tenant_id: str, tl: TenantLive, session: StreamSession,
+                  frame: bytes) -> list[Event]:
+    """Worker thread: score one frame; after a scored window, checkpoint and record the resume point."""
+    events = session.handle(frame)
+    if any(isinstance(ev, WindowScored) for ev in events):
+        try:
+            cp = session.checkpoint()
+            live.checkpoints.save(tenant_id, cp)
+            tl.sink.ack(session.session_id, cp.last_acked_seq)
+        except (OSError, StoreError) as e:  # resumability degrades; the stream goes on
+            log.error("checkpoint of %s/%s failed: %s", session.room, session.speaker, e)
+    return events
+
+
+def _open(live: LiveService, tenant_id: str, tl: TenantLive, hello: Hello, peer: Peer) -> tuple[StreamSession, Event]:
+    """Worker thread: open or resume the speaker's session (store writes happen in the sink)."""
+    tl.sink.check_session(hello.room, hello.speaker, hello.session, resume=hello.resume)
+    checkpoint = None
+    if hello.resume:
+        cp = live.checkpoints.load(tenant_id, hello.room, hello.speaker)
+        if cp is not None and (hello.session is None or cp.get("session") == hello.session):
+            checkpoint = cp
+    else:
+        live.checkpoints.delete(tenant_id, hello.room, hello.speaker)
+    tl.sink.set_peer(hello.room, hello.speaker, peer)
+    return tl.hub.open(hello, checkpoint=checkpoint)
+
+
+# -- stream --------------------------------------------------------------------------------------
+
+
+@router.websocket("/{room_id}/stream")
+async def room_stream(websocket: WebSocket, room_id: str) -> None:
+    """One speaker's live audio: hello, then binary frames; every frame's events come back as JSON."""
+    principal = await ws_principal(websocket)
+    if principal is None:
+        return
+    live: LiveService = websocket.app.state.live
+    if not live.available:
+        await websocket.close(code=CLOSE_INTERNAL, reason="live scoring unavailable for this model")
+        return
+    await websocket.accept()
+    tid = principal.tenant_id
+    try:
+        first = await asyncio.wait_for(websocket.receive(), HELLO_TIMEOUT)
+    except TimeoutError:
+        await _fatal(websocket, HelloError(f"no hello within {HELLO_TIMEOUT:g} s").to_dict(), CLOSE_POLICY)
+        return
+    if first["type"] == "websocket.disconnect":
+        return
+    raw = first.get("text") if first.get("text") is not None else first.get("bytes")
+    try:
+        if raw is None or len(raw) > MAX_HELLO_BYTES:
+            raise HelloError(f"the first message must be a JSON hello of at most {MAX_HELLO_BYTES} bytes")
+        hello = parse_hello(raw)
+        if hello.room != room_id:
+            raise HelloError(f"field 'room': hello names room {hello.room!r}, the URL room {room_id!r}")
+    except HelloError as e:
+        await _fatal(websocket, e.to_dict(), CLOSE_POLICY)
+        return
+
+    tl = live.tenant(tid)
+    ctx = ws_audit_context(websocket, principal)
+    peer = Peer(source_ip=ctx.source_ip, source_port=ctx.source_port, dest_ip=ctx.dest_ip,
+                dest_port=ctx.dest_port, client={"user_agent": ctx.user_agent} if ctx.user_agent else None)
+    try:
+        session, started = await asyncio.to_thread(_open, live, tid, tl, hello, peer)
+    except LiveError as e:
+        await _fatal(websocket, e.to_dict(), _close_code(e))
+        return
+    except Exception:  # noqa: BLE001 - unexpected: close with a generic reason, details to the log
+        log.exception("opening live session %s/%s failed", hello.room, hello.speaker)
+        await _fatal(websocket, {"type": "internal", "message": "could not open the session", "fatal": True},
+                     CLOSE_INTERNAL)
+        return
+    owner = live.claim(tid, session)
+    await _send(websocket, event_json(started))
+    live.publish(tid, [started])
+    await asyncio.to_thread(_audit, live.store, ctx, "room.connect", tl.sink.session_row(session.session_id),
+                            {"room": hello.room, "speaker": hello.speaker, "session": session.session_id,
+                             "codec": hello.codec.codec, "resumed": bool(getattr(started, "resumed", False))})
+    ended = False
+    reason = "disconnect"
+    try:
+        while True:
+            msg = await websocket.receive()
+            if msg["type"] == "websocket.disconnect":
+                break
+            if msg.get("bytes") is not None:
+                events = await asyncio.to_thread(_handle_frame, live, tid, tl, session, msg["bytes"])
+            else:
+                events = await _control(live, tid, tl, session, msg.get("text") or "", websocket)
+                if events is None:
+                    continue
+                ended = True
+            for ev in events:
+                if not await _send(websocket, event_json(ev)):
+                    break
+            live.publish(tid, events)
+            if ended:
+                reason = "end"
+                with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+                    await websocket.close(code=CLOSE_NORMAL, reason="session ended")
+                break
+    except WebSocketDisconnect:
+        pass
+    except LiveError as e:  # fatal for this connection (e.g. the session was closed by a newer hello)
+        reason = e.code
+        await _fatal(websocket, e.to_dict(), _close_code(e))
+    except Exception:  # noqa: BLE001 - keep the server up; the client gets a reason
+        reason = "internal"
+        log.exception("live stream %s/%s failed", session.room, session.speaker)
+        await _fatal(websocket, {"type": "internal", "message": "internal error", "fatal": True}, CLOSE_INTERNAL)
+    finally:
+        if live.release(tid, session, owner) and not ended:
+            tl.hub.detach(session)
+        stats = dict(vars(session.stats))
+        target = tl.sink.session_row(session.session_id)
+        with anyio.CancelScope(shield=True):  # a cancelled handler (server shutdown) still audits
+            await asyncio.to_thread(_audit, live.store, ctx, "room.disconnect", target,
+                                    {"room": session.room, "speaker": session.speaker,
+                                     "session": session.session_id, "reason": reason, "stats": stats})
+            reaped = await asyncio.to_thread(live.reap)
+        for rt, ev in reaped:
+            live.publish(rt, [ev])
+
+
+async def _control(live: LiveService, tid: str, tl: TenantLive, session: StreamSession, text: str,
+                   websocket: WebSocket) -> list[Event] | None:
+    """A text message on the stream: ``{"type": "end"}`` ends the session (its events are returned);
+    anything else is answered with a non-fatal error and ignored (None)."""
+    try:
+        d = json.loads(text) if len(text) <= MAX_HELLO_BYTES else None
+    except ValueError:
+        d = None
+    if isinstance(d, dict) and d.get("type") == "end":
+        events = await asyncio.to_thread(tl.hub.close, session)
+        if any(isinstance(ev, SessionEnded) for ev in events):
+            live.checkpoints.delete(tid, session.room, session.speaker)
+        return events
+    await _send(websocket, json.dumps({"type": "unexpected_text", "fatal": False,
+                                       "message": 'text messages after the hello: only {"type": "end"}; '
+                                                  'audio goes in binary frames'}))
+    return None
+
+
+# -- subscription --------------------------------------------------------------------------------
+
+
+@router.websocket("/{room_id}/events")
+async def room_events(websocket: WebSocket, room_id: str) -> None:
+    """Every event of the tenant's room (all speakers) as JSON text messages, for as long as connected."""
+    principal = await ws_principal(websocket)
+    if principal is None:
+        return
+    if not room_id or len(room_id) > MAX_ROOM_ID:
+        await websocket.close(code=CLOSE_POLICY, reason="bad room id")
+        return
+    live: LiveService = websocket.app.state.live
+    await websocket.accept()
+    tid = principal.tenant_id
+    sub = live.broadcaster.subscribe(tid, room_id)
+    recv: asyncio.Task[Any] = asyncio.ensure_future(websocket.receive())
+    get: asyncio.Task[str] = asyncio.ensure_future(sub.queue.get())
+    reported = 0
+    try:
+        if not await _send(websocket, json.dumps({"type": "subscribed", "room": room_id})):
+            return
+        while True:
+            done, _ = await asyncio.wait({recv, get}, return_when=asyncio.FIRST_COMPLETED)
+            if get in done:
+                if sub.dropped > reported:
+                    await _send(websocket, json.dumps({"type": "dropped", "count": sub.dropped - reported}))
+                    reported = sub.dropped
+                if not await _send(websocket, get.result()):
+                    break
+                get = asyncio.ensure_future(sub.queue.get())
+            if recv in done:
+                if recv.result()["type"] == "websocket.disconnect":
+                    break
+                recv = asyncio.ensure_future(websocket.receive())  # client messages are ignored
+    except WebSocketDisconnect:
+        pass
+    finally:
+        for t in (recv, get):
+            t.cancel()
+        live.broadcaster.unsubscribe(tid, room_id, sub)
+
+
+# -- alerts --------------------------------------------------------------------------------------
+
+
+def alert_to_dict(a: AlertRow, room_id: str) -> dict[str, Any]:
+    """An alert as the API shows it (the room by the platform's id)."""
+    return {
+        "id": a.id,
+        "room": room_id,
+        "speaker": a.speaker,
+        "rule": a.rule,
+        "status": a.status,
+        "start": a.start,
+        "end": a.end,
+        "score": a.score,
+        "severity": (a.details or {}).get("severity"),
+        "key": (a.details or {}).get("key"),
+        "details": a.details,
+        "created_at": a.created_at.isoformat() if a.created_at else None,
+    }
+
+
+@router.get("/{room_id}/alerts", summary="Alerts raised in a room (newest first)")
+def list_room_alerts(
+    request: Request,
+    room_id: str,
+    principal: Annotated[Principal, Depends(require("rooms"))],
+    status: Annotated[str | None, Query(max_length=16)] = None,
+    limit: Annotated[int | None, Query(ge=1)] = None,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> dict[str, Any]:
+    settings = request.app.state.settings
+    limit = min(limit or settings.page_size_default, settings.page_size_max)
+    with request.app.state.store.session() as s:
+        room = s.scalars(select(RoomRow).where(RoomRow.tenant_id == principal.tenant_id,
+                                               RoomRow.external_id == room_id)).first()
+        if room is None:  # another tenant's room looks exactly like a missing one
+            raise ApiError(404, "not_found", "no such room")
+        rows = alert_repo.list_alerts(s, principal.tenant_id, status=status, room_id=room.id, limit=limit,
+                                      offset=offset)
+        items = [alert_to_dict(a, room_id) for a in rows]
+    return {"items": items, "limit": limit, "offset": offset}
