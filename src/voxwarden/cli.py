@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from voxwarden import __version__
+from voxwarden.commands.assess import assess_cmd
 from voxwarden.commands.corpus import corpus_app
 from voxwarden.commands.evaluate import eval_cmd
 from voxwarden.commands.label import label_app, notice_cmd
@@ -28,6 +29,7 @@ app.command("eval")(eval_cmd)
 app.command("train")(train_cmd)
 app.command("verify")(verify_cmd)
 app.command("serve")(serve_cmd)
+app.command("assess")(assess_cmd)
 mark_app.command("notice")(notice_cmd)
 mark_app.add_typer(label_app, name="label")
 app.add_typer(mark_app, name="mark")

@@ -1,0 +1,236 @@
+"""`assessment.yaml`: what `voxwarden assess` measures, for which deployment, and what it declares.
+
+The file names the platform and its feature types, the voxwarden store (data dir, tenant), the labelled
+test set for the detector, the watermark/label checks, and the organisational facts voxwarden cannot
+measure (``declared`` blocks, reported with source ``declared:config``). Relative paths are read against
+the config file's folder. Every problem raises `AssessConfigError` with a message naming the file and key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from voxwarden.assess.controls import FEATURE_TYPES
+
+MAX_CONFIG_BYTES = 256 * 1024
+DECLARED_SECTIONS = ("detection", "live", "labelling", "logging", "governance")
+
+
+class AssessConfigError(ValueError):
+    """The assessment config is missing, unreadable or invalid; the message names the file and key."""
+
+
+@dataclass
+class DetectionConfig:
+    protocol: Path
+    audio_dir: Path
+    model: str | None = None
+    threshold: float | None = None
+    eval_dataset: str | None = None
+    max_trials: int = 500
+
+
+@dataclass
+class LabellingConfig:
+    watermark_clips: list[Path] = field(default_factory=list)
+    attacks: list[str] = field(default_factory=lambda: ["mp3:64k", "noise:20db"])
+    watermark_key: Path | None = None
+    label_sample_dir: Path | None = None
+    max_files: int = 200
+
+
+@dataclass
+class LoggingConfig:
+    required_days: int = 184
+    retention_days: int | None = None  # declared; the tenant's stored policy wins when set
+
+
+@dataclass
+class AssessmentConfig:
+    """The parsed `assessment.yaml`."""
+
+    path: Path
+    platform: str
+    features: list[str]
+    tenant: str
+    data_dir: Path | None  # None: a fresh store in the output folder
+    create_tenant: bool
+    owner: str | None
+    detection: DetectionConfig | None
+    labelling: LabellingConfig
+    logging: LoggingConfig
+    control_files: list[Path] | None
+    declared: dict[str, dict[str, Any]]
+
+
+_TOP = {"version", "platform", "store", "detection", "labelling", "logging", "live", "governance", "controls",
+        "owner"}
+
+
+def _err(path: Path, key: str, msg: str) -> AssessConfigError:
+    return AssessConfigError(f"{path}: {key}: {msg}")
+
+
+def _mapping(path: Path, key: str, v: Any, allowed: set[str]) -> dict[str, Any]:
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise _err(path, key, f"must be a mapping, got {type(v).__name__}")
+    unknown = sorted(str(k) for k in v if k not in allowed)
+    if unknown:
+        raise _err(path, key, f"unknown field(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+    return v
+
+
+def _str(path: Path, key: str, v: Any, *, required: bool = False) -> str | None:
+    if v is None:
+        if required:
+            raise _err(path, key, "is required")
+        return None
+    if not isinstance(v, str) or not v.strip():
+        raise _err(path, key, "must be a non-empty string")
+    return v
+
+
+def _int(path: Path, key: str, v: Any, default: int | None, lo: int = 1) -> int | None:
+    if v is None:
+        return default
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise _err(path, key, f"must be an integer >= {lo}, got {v!r}")
+    return v
+
+
+def _path(base: Path, path: Path, key: str, v: Any, *, must_exist: bool = True) -> Path | None:
+    s = _str(path, key, v)
+    if s is None:
+        return None
+    p = Path(s).expanduser()
+    p = p if p.is_absolute() else (base / p)
+    if must_exist and not p.exists():
+        raise _err(path, key, f"{p} does not exist")
+    return p
+
+
+def load_config(path: str | Path) -> AssessmentConfig:
+    """Read and validate `assessment.yaml`; raises `AssessConfigError` on any problem."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise AssessConfigError(f"{p}: cannot read: {e.strerror or e}") from e
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise AssessConfigError(f"{p}: larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        doc = yaml.safe_load(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise AssessConfigError(f"{p}: not UTF-8") from e
+    except yaml.YAMLError as e:
+        raise AssessConfigError(f"{p}: invalid YAML: {e}") from e
+    if not isinstance(doc, dict):
+        raise AssessConfigError(f"{p}: top level must be a mapping")
+    return parse_config(doc, p)
+
+
+def parse_config(doc: dict[str, Any], path: Path) -> AssessmentConfig:
+    """Validate a loaded mapping; `path` names the file in errors and anchors relative paths."""
+    base = path.parent.resolve()
+    _mapping(path, "(top level)", doc, _TOP)
+    if doc.get("version", 1) != 1:
+        raise _err(path, "version", f"unsupported version {doc.get('version')!r} (expected 1)")
+    plat = _mapping(path, "platform", doc.get("platform"), {"name", "features"})
+    name = _str(path, "platform.name", plat.get("name"), required=True)
+    feats = plat.get("features")
+    if not isinstance(feats, list) or not feats or not all(isinstance(f, str) for f in feats):
+        raise _err(path, "platform.features", f"must be a non-empty list of: {', '.join(FEATURE_TYPES)}")
+    bad = [f for f in feats if f not in FEATURE_TYPES]
+    if bad:
+        raise _err(path, "platform.features", f"unknown feature(s) {bad} (known: {', '.join(FEATURE_TYPES)})")
+
+    store = _mapping(path, "store", doc.get("store"), {"data_dir", "tenant", "create_tenant"})
+    data_dir = _path(base, path, "store.data_dir", store.get("data_dir"), must_exist=False)
+    tenant = _str(path, "store.tenant", store.get("tenant")) or "default"
+    create = store.get("create_tenant", False)
+    if not isinstance(create, bool):
+        raise _err(path, "store.create_tenant", "must be true or false")
+
+    declared: dict[str, dict[str, Any]] = {}
+    det_doc = _mapping(path, "detection", doc.get("detection"),
+                       {"protocol", "audio_dir", "model", "threshold", "eval_dataset", "max_trials", "declared"})
+    detection = None
+    if det_doc.get("protocol") is not None:
+        thr = det_doc.get("threshold")
+        if thr is not None and (isinstance(thr, bool) or not isinstance(thr, int | float) or not 0 <= thr <= 1):
+            raise _err(path, "detection.threshold", f"must be a number in [0, 1], got {thr!r}")
+        proto = _path(base, path, "detection.protocol", det_doc["protocol"])
+        assert proto is not None
+        audio_dir = _path(base, path, "detection.audio_dir", det_doc.get("audio_dir")) or proto.parent
+        detection = DetectionConfig(
+            protocol=proto, audio_dir=audio_dir, model=_str(path, "detection.model", det_doc.get("model")),
+            threshold=None if thr is None else float(thr),
+            eval_dataset=_str(path, "detection.eval_dataset", det_doc.get("eval_dataset")) or proto.name,
+            max_trials=_int(path, "detection.max_trials", det_doc.get("max_trials"), 500) or 500,
+        )
+    declared["detection"] = _declared(path, "detection", det_doc.get("declared"))
+
+    lab = _mapping(path, "labelling", doc.get("labelling"),
+                   {"watermark_clips", "attacks", "watermark_key", "label_sample_dir", "max_files", "declared"})
+    clips = lab.get("watermark_clips") or []
+    attacks = lab.get("attacks", ["mp3:64k", "noise:20db"])
+    if not isinstance(clips, list) or not isinstance(attacks, list) or not all(isinstance(a, str) for a in attacks):
+        raise _err(path, "labelling", "watermark_clips and attacks must be lists of strings")
+    from voxwarden.audio.degrade import DegradeError, parse_spec
+
+    for a in attacks:
+        try:
+            parse_spec(a)
+        except DegradeError as e:
+            raise _err(path, "labelling.attacks", f"{a!r}: {e}") from e
+    labelling = LabellingConfig(
+        watermark_clips=[_path(base, path, f"labelling.watermark_clips[{i}]", c) for i, c in enumerate(clips)],  # type: ignore[misc]
+        attacks=list(attacks),
+        watermark_key=_path(base, path, "labelling.watermark_key", lab.get("watermark_key")),
+        label_sample_dir=_path(base, path, "labelling.label_sample_dir", lab.get("label_sample_dir")),
+        max_files=_int(path, "labelling.max_files", lab.get("max_files"), 200) or 200,
+    )
+    declared["labelling"] = _declared(path, "labelling", lab.get("declared"))
+
+    lg = _mapping(path, "logging", doc.get("logging"), {"required_days", "retention_days", "declared"})
+    logging = LoggingConfig(
+        required_days=_int(path, "logging.required_days", lg.get("required_days"), 184) or 184,
+        retention_days=_int(path, "logging.retention_days", lg.get("retention_days"), None),
+    )
+    declared["logging"] = _declared(path, "logging", lg.get("declared"))
+    declared["live"] = _declared(path, "live", doc.get("live"))
+    declared["governance"] = _declared(path, "governance", doc.get("governance"))
+
+    ctl = doc.get("controls")
+    control_files = None
+    if ctl is not None:
+        if not isinstance(ctl, list) or not ctl:
+            raise _err(path, "controls", "must be a non-empty list of control files or folders")
+        control_files = [_path(base, path, f"controls[{i}]", c) for i, c in enumerate(ctl)]  # type: ignore[misc]
+    return AssessmentConfig(
+        path=path, platform=name, features=list(feats), tenant=tenant, data_dir=data_dir,  # type: ignore[arg-type]
+        create_tenant=create, owner=_str(path, "owner", doc.get("owner")), detection=detection,
+        labelling=labelling, logging=logging, control_files=control_files, declared=declared,
+    )
+
+
+def _declared(path: Path, key: str, v: Any) -> dict[str, Any]:
+    """A flat mapping of facts the operator declares (bool, number, text or list of text)."""
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise _err(path, f"{key}.declared" if key not in ("live", "governance") else key, "must be a mapping")
+    for k, val in v.items():
+        if not isinstance(k, str) or not k.replace("_", "").isalnum():
+            raise _err(path, key, f"bad fact name {k!r}")
+        ok = isinstance(val, bool | int | float | str) or (
+            isinstance(val, list) and all(isinstance(x, str) for x in val))
+        if not ok:
+            raise _err(path, f"{key}.{k}", f"must be true/false, a number, text or a list of text, got {val!r}")
+    return dict(v)
