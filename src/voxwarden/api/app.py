@@ -164,8 +164,12 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if app.state.webhooks is not None:
+            app.state.webhooks.start()
         yield
         await asyncio.to_thread(app.state.live.stop)  # the live reaper, before the store goes
+        if app.state.webhooks is not None:
+            await asyncio.to_thread(app.state.webhooks.stop)
         if own_store:
             store.dispose()
 
@@ -191,11 +195,19 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
 
     # live rooms: one hub per tenant on this app's detector; checkpoints beside the data
     from voxwarden.api.settings import SettingsError
+    from voxwarden.api.webhooks import WebhookConfig, WebhookDispatcher
     from voxwarden.live import RulesError
 
+    # alert webhooks: queued with the alert, sent by a background thread (only with a signing secret)
+    hooks = None
+    app.state.webhooks = None
+    if settings.webhook_secret:
+        app.state.webhooks = WebhookDispatcher(store, settings.webhook_secret)
+        hooks = WebhookConfig(urls=settings.webhook_urls, max_attempts=settings.webhook_max_attempts)
     try:
         app.state.live = LiveService(store, detector, checkpoint_dir=settings.data_dir / "live-checkpoints",
-                                     rules_path=settings.rules_path)
+                                     rules_path=settings.rules_path, webhooks=hooks,
+                                     on_webhook=app.state.webhooks.wake if app.state.webhooks else None)
     except RulesError as e:  # a bad rules file stops the start, naming file and line
         raise SettingsError(f"rules_path: {e}") from e
     app.include_router(scan_router)

@@ -31,6 +31,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from voxwarden.api.webhooks import WebhookConfig, enqueue_alert
 from voxwarden.live import (
     Alert,
     Event,
@@ -208,11 +209,17 @@ class StoreSink:
 
     Called in the scoring thread. Each event is its own short transaction; a failure raises, and the
     live core logs and counts it (``sink_failures``) without ending the stream.
+
+    With `webhooks`, an alert's webhook deliveries are queued in the alert's own transaction (see
+    ``api.webhooks``); `on_webhook` is then called (e.g. to wake the dispatcher) when one was new.
     """
 
-    def __init__(self, store: Store, tenant_id: str) -> None:
+    def __init__(self, store: Store, tenant_id: str, *, webhooks: WebhookConfig | None = None,
+                 on_webhook: Callable[[], None] | None = None) -> None:
         self.store = store
         self.tenant_id = tenant_id
+        self.webhooks = webhooks
+        self.on_webhook = on_webhook
         self._rooms: dict[str, str] = {}  # external room id → row id
         self._sessions: dict[str, _SessionRow] = {}  # live session id → rows
         self._peers: dict[tuple[str, str], Peer] = {}
@@ -302,11 +309,18 @@ class StoreSink:
         r = self._rows(ev.room, ev.speaker, ev.session)
         details = {k: v for k, v in ev.to_dict().items() if k not in ("room", "speaker", "type")}
         details = _scrub(details)
+        queued = 0
         with self.store.session() as s:
-            alert_repo.raise_alert(s, self.tenant_id, r.room_row, ev.speaker, start=float(ev.window_start),
-                                   end=max(float(ev.window_end), float(ev.window_start)),
-                                   score=float(ev.probability), rule=ev.rule, session_id=r.session_row,
-                                   details=details)
+            saved = alert_repo.raise_alert(s, self.tenant_id, r.room_row, ev.speaker,
+                                           start=float(ev.window_start),
+                                           end=max(float(ev.window_end), float(ev.window_start)),
+                                           score=float(ev.probability), rule=ev.rule, session_id=r.session_row,
+                                           details=details)
+            if self.webhooks is not None:  # idempotent on the alert's key: a replay queues nothing new
+                queued = enqueue_alert(s, self.tenant_id, saved.row, ev.actions, self.webhooks,
+                                       severity=ev.severity)
+        if queued and self.on_webhook is not None:
+            self.on_webhook()
 
     def _ended(self, ev: SessionEnded) -> None:
         r = self._rows(ev.room, ev.speaker, ev.session)
@@ -346,6 +360,8 @@ class LiveService:
     room_type_of: Callable[[str], str] | None = None
     reap_interval: float = 5.0  # seconds between closing sessions whose linger ran out
     broadcaster: Broadcaster = field(default_factory=Broadcaster)
+    webhooks: WebhookConfig | None = None  # None: alert webhook actions are stored, not sent
+    on_webhook: Callable[[], None] | None = None  # called after a new delivery was queued
 
     def __post_init__(self) -> None:
         self._tenants: dict[str, TenantLive] = {}
@@ -393,7 +409,7 @@ class LiveService:
         with self._lock:
             t = self._tenants.get(tenant_id)
             if t is None:
-                sink = StoreSink(self.store, tenant_id)
+                sink = StoreSink(self.store, tenant_id, webhooks=self.webhooks, on_webhook=self.on_webhook)
                 rules = RulesEngine(self._rules_holder) if self._rules_holder is not None else None
                 hub = Hub(self.detector, rules=rules, sink=sink, options=self.options,
                           room_type_of=self.room_type_of, linger=self.linger)

@@ -15,7 +15,7 @@ default.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,10 @@ class Settings:
     page_size_default: int = 50
     page_size_max: int = 500
     rules_path: Path | None = None  # live alert rules (YAML, docs/live.md); None: live rooms raise no alerts
+    # alert webhooks (docs/webhooks.md): sent only when a signing secret is set
+    webhook_secret: str | None = field(default=None, repr=False)  # HMAC key (signatures); None: webhooks off
+    webhook_urls: tuple[str, ...] = ()  # endpoints for every alert, besides the rules' webhook actions
+    webhook_max_attempts: int = 8  # tries before a delivery is dead-lettered (1-100)
 
     def __post_init__(self) -> None:
         for name in ("data_dir", "evidence_dir", "rules_path"):  # accept str paths from callers
@@ -57,6 +61,26 @@ class Settings:
             raise SettingsError("page_size_default must not exceed page_size_max")
         if not isinstance(self.host, str) or not self.host:
             raise SettingsError("host must be a non-empty string")
+        self._check_webhooks()
+
+    def _check_webhooks(self) -> None:
+        if isinstance(self.webhook_urls, (list, str)):  # accept a list (TOML) or one URL
+            urls = [self.webhook_urls] if isinstance(self.webhook_urls, str) else self.webhook_urls
+            object.__setattr__(self, "webhook_urls", tuple(urls))
+        if not isinstance(self.webhook_urls, tuple):
+            raise SettingsError("webhook_urls must be a list of http(s) URLs")
+        for u in self.webhook_urls:
+            if (not isinstance(u, str) or len(u) > 2000 or not u.lower().startswith(("http://", "https://"))
+                    or len(u.split("://", 1)[1].split("/", 1)[0]) == 0):
+                raise SettingsError(f"webhook_urls: {u!r} is not an http(s)://host/... URL")
+        if self.webhook_secret is not None and (not isinstance(self.webhook_secret, str)
+                                                or len(self.webhook_secret) < 16):
+            raise SettingsError("webhook_secret must be a string of at least 16 characters")
+        if self.webhook_urls and self.webhook_secret is None:
+            raise SettingsError("webhook_urls needs webhook_secret (deliveries are always signed)")
+        v = self.webhook_max_attempts
+        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 100:
+            raise SettingsError(f"webhook_max_attempts must be 1-100, got {v!r}")
 
     @property
     def resolved_evidence_dir(self) -> Path:
@@ -83,7 +107,7 @@ class Settings:
                 if not isinstance(v, str) or not v:
                     raise SettingsError(f"{k} must be a path string")
                 values[k] = Path(v).expanduser()
-            elif k in ("database_url", "model", "host"):
+            elif k in ("database_url", "model", "host", "webhook_secret"):
                 if not isinstance(v, str):
                     raise SettingsError(f"{k} must be a string")
                 values[k] = v

@@ -393,6 +393,7 @@ class RectificationItem(Base):
     __table_args__ = (
         CheckConstraint(_in("severity", SEVERITIES), name="severity"),
         CheckConstraint(_in("status", RECTIFICATION_STATUSES), name="status"),
+        UniqueConstraint("tenant_id", "run_id", "finding"),  # one item per finding per run (0003)
         Index("ix_rectification_items_tenant_status", "tenant_id", "status"),
     )
 
