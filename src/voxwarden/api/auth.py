@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from voxwarden.api.errors import ApiError
 from voxwarden.store import AuditContext, Store
@@ -80,11 +81,11 @@ def require(*scopes: str) -> Callable[[Request], Principal]:
     return dependency
 
 
-def audit_context(request: Request, principal: Principal) -> AuditContext:
-    """Account, network origin and destination, and user agent of this request for the audit log."""
-    client = request.client
-    server = request.scope.get("server") or (None, None)
-    ua = request.headers.get("user-agent")
+def audit_context(conn: HTTPConnection, principal: Principal) -> AuditContext:
+    """Account, network origin and destination, and user agent of a request or WebSocket, for the audit log."""
+    client = conn.client
+    server = conn.scope.get("server") or (None, None)
+    ua = conn.headers.get("user-agent")
     return AuditContext(
         actor=principal.actor,
         tenant_id=principal.tenant_id,

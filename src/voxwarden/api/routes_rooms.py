@@ -24,7 +24,7 @@ from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisc
 from sqlalchemy import select
 from starlette.websockets import WebSocketState
 
-from voxwarden.api.auth import Principal, authenticate, require
+from voxwarden.api.auth import Principal, audit_context, authenticate, require
 from voxwarden.api.errors import ApiError
 from voxwarden.api.live_sink import LiveService, TenantLive, event_json
 from voxwarden.live import (
@@ -91,21 +91,6 @@ async def ws_principal(websocket: WebSocket, scope: str = "rooms") -> Principal 
     await websocket.close(code=CLOSE_POLICY, reason=reason[:120])
     return None
 
-
-def ws_audit_context(websocket: WebSocket, principal: Principal) -> AuditContext:
-    """Account and network origin/destination of a WebSocket connection for the audit log."""
-    client = websocket.client
-    server = websocket.scope.get("server") or (None, None)
-    ua = websocket.headers.get("user-agent")
-    return AuditContext(
-        actor=principal.actor,
-        tenant_id=principal.tenant_id,
-        source_ip=(client.host[:45] if client and client.host else None),
-        source_port=(client.port if client and isinstance(client.port, int) else None),
-        dest_ip=(str(server[0])[:45] if server[0] else None),
-        dest_port=(server[1] if isinstance(server[1], int) else None),
-        user_agent=ua[:500] if ua else None,
-    )
 
 
 def _audit(store: Store, ctx: AuditContext, action: str, target_id: str | None, details: dict[str, Any]) -> None:
@@ -204,7 +189,7 @@ async def room_stream(websocket: WebSocket, room_id: str) -> None:
         return
 
     tl = live.tenant(tid)
-    ctx = ws_audit_context(websocket, principal)
+    ctx = audit_context(websocket, principal)
     peer = Peer(source_ip=ctx.source_ip, source_port=ctx.source_port, dest_ip=ctx.dest_ip,
                 dest_port=ctx.dest_port, client={"user_agent": ctx.user_agent} if ctx.user_agent else None)
     try:
