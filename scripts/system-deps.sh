@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Install the Debian packages voxwarden's recipes, tests and demo use, if any are missing.
 # Runtime decoding needs none of them (PyAV bundles FFmpeg); espeak-ng/ffmpeg make test fixtures and
-# examples; festival/flite/klettres/asterisk sounds feed the training corpus recipe.
+# examples; festival/flite/klettres/asterisk sounds feed the training corpus recipe; chromium prints
+# the assessment report to PDF (headless) and poppler-utils (pdftoppm/pdftotext) lets the tests check it.
 set -euo pipefail
 PKGS="ffmpeg espeak-ng sox festival flite asterisk-core-sounds-en-g722 asterisk-core-sounds-en-wav klettres-data"
+PKGS="$PKGS chromium poppler-utils"
 PKGS="$PKGS ${VOXWARDEN_EXTRA_DEBS:-}"
 missing=()
 for p in $PKGS; do

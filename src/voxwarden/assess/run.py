@@ -13,10 +13,12 @@ reported (figures ``errors``) and the controls it feeds come out *not assessed*;
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -128,20 +130,86 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",  # we may run as root (containers, CI); Chromium's sandbox refuses root
+    "--disable-gpu",
+    "--disable-dev-shm-usage",  # containers often have a tiny /dev/shm
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--disable-crash-reporter",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--no-pdf-header-footer",  # no file:// URL and date stamped into every page
+    "--hide-scrollbars",
+)
+
+
+def _find_chromium() -> str | None:
+    for name in CHROMIUM_NAMES:
+        exe = shutil.which(name)
+        if exe:
+            return exe
+    return None
+
+
 def print_pdf(html: Path, pdf: Path, *, timeout: float = 120.0) -> tuple[bool, str]:
-    """Print `html` to `pdf` with headless Chromium when one is on PATH; (written, why not)."""
-    exe = next((shutil.which(n) for n in CHROMIUM_NAMES if shutil.which(n)), None)
+    """Print `html` to `pdf` with headless Chromium when one is on PATH; (written, why not).
+
+    Runs with a fresh throw-away profile (so a root/CI run never touches ``~/.config``), no network
+    side-traffic and no sandbox (root), in its own process group so a hung browser and its helpers are
+    killed on `timeout`. The PDF is printed into the temporary profile folder and moved into place only
+    when it looks like a PDF, so a failed print never leaves a partial or stale ``pdf`` behind.
+    """
+    exe = _find_chromium()
     if exe is None:
         return False, "PDF skipped: no chromium on PATH"
-    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", f"--print-to-pdf={pdf}", html.resolve().as_uri()]
+    pdf = Path(pdf)
     try:
-        p = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return False, f"PDF skipped: chromium failed: {e}"
-    if p.returncode != 0 or not pdf.exists() or pdf.stat().st_size == 0:
-        tail = p.stderr.decode("utf-8", "replace")[-300:]
-        return False, f"PDF skipped: chromium exited {p.returncode}: {tail}"
-    return True, f"printed with {Path(exe).name}"
+        pdf.unlink(missing_ok=True)  # an old report.pdf must not pass for this run's
+        work = Path(tempfile.mkdtemp(prefix="voxwarden-chromium-"))
+    except OSError as e:
+        return False, f"PDF skipped: cannot prepare output: {e}"
+    tmp_pdf = work / "report.pdf"
+    env = {**os.environ, "HOME": str(work)}  # crashpad/fontconfig caches go here, not in the real home
+    cmd = [exe, *CHROMIUM_FLAGS, f"--user-data-dir={work / 'profile'}", f"--print-to-pdf={tmp_pdf}",
+           Path(html).resolve().as_uri()]
+    try:
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, env=env, start_new_session=True)
+        except OSError as e:
+            return False, f"PDF skipped: chromium failed to start: {e}"
+        try:
+            _, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            return False, f"PDF skipped: chromium timed out after {timeout:g} s"
+        finally:
+            with contextlib.suppress(OSError):  # helpers left behind by a crashed browser
+                os.killpg(proc.pid, signal.SIGKILL)
+        tail = err.decode("utf-8", "replace").strip()[-300:]
+        if proc.returncode != 0:
+            return False, f"PDF skipped: chromium exited {proc.returncode}: {tail}"
+        try:
+            with tmp_pdf.open("rb") as f:
+                ok = f.read(5) == b"%PDF-"
+        except OSError:
+            ok = False
+        if not ok:
+            return False, f"PDF skipped: chromium wrote no PDF: {tail}"
+        try:
+            shutil.move(str(tmp_pdf), str(pdf))
+            os.chmod(pdf, 0o644)
+        except OSError as e:
+            return False, f"PDF skipped: cannot write {pdf}: {e}"
+        return True, f"printed with {Path(exe).name}"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def run_assessment(cfg: AssessmentConfig, out_dir: Path, *, today: date | None = None,

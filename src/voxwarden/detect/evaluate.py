@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,7 +191,7 @@ def plot_det(
     ax.plot([norm.ppf(lo), norm.ppf(hi)], [norm.ppf(lo), norm.ppf(hi)], "k:", lw=0.8)
     ax.set_xlabel("False alarm: bona fide flagged (%)")
     ax.set_ylabel("Miss: spoof not flagged (%)")
-    ax.set_title(f"DET curve — {title}" if title else "DET curve", fontsize=10)
+    ax.set_title(textwrap.fill(f"DET curve — {title}" if title else "DET curve", 60), fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
@@ -221,7 +222,7 @@ def plot_hist(
     ax.set_xlabel("score (higher = more likely synthetic)")
     ax.set_ylabel("trials")
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(textwrap.fill(title, 60), fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
