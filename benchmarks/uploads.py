@@ -48,6 +48,8 @@ class Tally:
 
     latencies: list[float] = field(default_factory=list)
     statuses: Counter = field(default_factory=Counter)
+    decisions: Counter = field(default_factory=Counter)  # stored scans' decision, a sanity check
+    models: Counter = field(default_factory=Counter)
     audio_seconds: float = 0.0
 
 
@@ -66,6 +68,10 @@ async def client(base: str, token: str, clips: list[bytes], clip_s: float, k: in
             try:
                 r = await c.post("/v1/scans", files={"file": (f"clip{i}.wav", body, "audio/wav")})
                 status = str(r.status_code)
+                if r.status_code == 201:
+                    j = r.json()
+                    tally.decisions[str(j.get("decision"))] += 1
+                    tally.models[str(j.get("model"))] += 1
             except httpx.HTTPError as e:
                 status = type(e).__name__
             tally.latencies.append(time.monotonic() - t)
@@ -87,6 +93,7 @@ async def run(base: str, token: str, clips: list[bytes], clip_s: float, n: int, 
     print(f"requests: {total} in {wall:.1f} s wall; statuses: {dict(tally.statuses)}")
     print(f"throughput: {ok / wall:.2f} scans/s, {tally.audio_seconds / wall:.1f} audio s per wall s")
     print(f"latency: p50 {pct(lat, 50):.2f} s, p95 {pct(lat, 95):.2f} s, max {max(lat, default=float('nan')):.2f} s")
+    print(f"decisions: {dict(tally.decisions)}; model: {', '.join(tally.models)}")
     print(f"error rate: {(total - ok) / total if total else float('nan'):.1%}")
     return wall
 
