@@ -43,14 +43,16 @@ def _toy(n: int, seed: int, seconds: float = 1.5) -> list[tuple[np.ndarray, int]
 
 def test_front_end_is_level_invariant() -> None:
     fe = LogSpectrogram(320, 160, 161, cmvn=False)
-    x = torch.randn(2, SR) * 0.3
-    np.testing.assert_allclose(fe(x).numpy(), fe(x * 0.003).numpy(), atol=2e-3)
+    x = torch.randn(2, SR, generator=torch.Generator().manual_seed(0)) * 0.3
+    # a -50 dB level change would shift every log bin by ~11.5 without the per-window normalisation;
+    # float32 rounding in near-empty bins leaves a few 1e-3 differences
+    np.testing.assert_allclose(fe(x).numpy(), fe(x * 0.003).numpy(), atol=1e-2)
     assert fe(x).shape == (2, 1, 161, (SR - 320) // 160 + 1)
 
 
 def test_front_end_matches_torch_stft() -> None:
     fe = LogSpectrogram(320, 160, 161, cmvn=False)
-    x = torch.randn(1, SR)
+    x = torch.randn(1, SR, generator=torch.Generator().manual_seed(1))
     xn = (x - x.mean()) / (x.pow(2).mean().sqrt() + 1e-6)
     ref = torch.stft(xn[0], 320, 160, window=torch.hann_window(320), center=False, return_complex=True)
     logp = torch.log(ref.abs().pow(2) + 1e-5)
