@@ -74,3 +74,18 @@ def make_env(store: Store, detector: CountingDetector, tmp: Path, **settings: An
     return Env(TestClient(app), store, app, a, b, tokens)
 
 
+def pg_empty(url: str) -> None:
+    """Empty the shared PostgreSQL test schema between tests (replica role keeps the audit triggers out)."""
+    from sqlalchemy import text
+
+    from voxwarden.store import make_engine
+    from voxwarden.store.models import Base
+
+    eng = make_engine(url)
+    try:
+        with eng.begin() as c:
+            c.execute(text("SET LOCAL session_replication_role = replica"))
+            for t in reversed(Base.metadata.sorted_tables):
+                c.execute(t.delete())
+    finally:
+        eng.dispose()

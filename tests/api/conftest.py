@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _api_support import CountingDetector, Env, make_env
+from _api_support import CountingDetector, Env, make_env, pg_empty
 from sqlalchemy import create_engine, text
 
 from voxwarden.store import Store
 from voxwarden.store.db import make_engine
 from voxwarden.store.migrations import upgrade
-from voxwarden.store.models import Base
 
 PG_URL = os.environ.get("VOXWARDEN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 _pg: dict[str, Any] = {}
@@ -95,16 +94,6 @@ def pg_schema_url() -> Iterator[str]:
     admin.dispose()
 
 
-def _pg_empty(url: str) -> None:
-    eng = make_engine(url)
-    try:
-        with eng.begin() as c:  # replica role: the audit log's no-DELETE triggers stay out of the way
-            c.execute(text("SET LOCAL session_replication_role = replica"))
-            for t in reversed(Base.metadata.sorted_tables):
-                c.execute(t.delete())
-    finally:
-        eng.dispose()
-
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def env(request: pytest.FixtureRequest, tmp_path: Path, detector: CountingDetector) -> Iterator[Env]:
@@ -121,7 +110,7 @@ def env(request: pytest.FixtureRequest, tmp_path: Path, detector: CountingDetect
     e.client.close()
     store.dispose()
     if url is not None:
-        _pg_empty(url)
+        pg_empty(url)
 
 
 @pytest.fixture

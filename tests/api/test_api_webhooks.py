@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from _api_support import pg_empty
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from voxwarden.api import Settings
@@ -34,9 +35,8 @@ from voxwarden.live import Alert, SessionStarted
 from voxwarden.store import Store, keys
 from voxwarden.store import webhooks as outbox
 from voxwarden.store.assessments import add_item, start_run
-from voxwarden.store.db import make_engine
 from voxwarden.store.errors import StoreError
-from voxwarden.store.models import Base, WebhookDelivery
+from voxwarden.store.models import WebhookDelivery
 
 SECRET = "test-secret-0123456789"
 
@@ -90,17 +90,6 @@ def receiver() -> Iterator[Receiver]:
     r.close()
 
 
-def _pg_empty(url: str) -> None:
-    """Empty the shared PostgreSQL test schema (as the API conftest does; not importable by name)."""
-    eng = make_engine(url)
-    try:
-        with eng.begin() as c:  # replica role: the audit log's no-DELETE triggers stay out of the way
-            c.execute(text("SET LOCAL session_replication_role = replica"))
-            for t in reversed(Base.metadata.sorted_tables):
-                c.execute(t.delete())
-    finally:
-        eng.dispose()
-
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
@@ -115,7 +104,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     yield st
     st.dispose()
     if url is not None:
-        _pg_empty(url)
+        pg_empty(url)
 
 
 def tenant(store: Store, name: str = "acme") -> str:
