@@ -99,3 +99,40 @@ def test_refuses_bad_input(store: Any, tenant: str, evidence: dict[str, Any]) ->
 
 def test_finding_key() -> None:
     assert finding_key("fw", "C-1") == "fw:C-1"
+
+
+def test_carry_over_closes_carries_reopens(store: Any, tenant: str, evidence: dict[str, Any]) -> None:
+    """Re-assessment at the store level, on SQLite and PostgreSQL: met closes (audited, with the run's
+    evidence), still failing carries, failing again reopens; a replay changes nothing."""
+    ctx = AuditContext(actor="cli:assess", tenant_id=tenant)
+    evidence["logging"]["retention_days"] = 90
+    evidence["governance"]["algorithm_filed"] = False
+    with store.session() as s:
+        r1 = assessments.start_run(s, tenant, "all").id
+        rep1 = record_findings(s, tenant, r1, _checklists(evidence), today=TODAY, ctx=ctx, carry_over=True)
+        by = {i.finding.split(":")[1]: i.id for i in assessments.list_items(s, tenant, run_id=r1)}
+    assert len(rep1.created) == 3 and rep1.carried == rep1.closed == []  # retention x2 (CAC, DS23-LOGS), filing
+    evidence["logging"]["retention_days"] = Fact(200, source="measured:store")
+    with store.session() as s:
+        r2 = assessments.start_run(s, tenant, "all").id
+        rep2 = record_findings(s, tenant, r2, _checklists(evidence), today=TODAY, ctx=ctx, carry_over=True)
+    assert sorted(rep2.closed) == sorted([by["CAC18-LOG-RETENTION"], by["DS23-LOGS"]])
+    assert rep2.carried == [by["DS23-ALGORITHM-FILING"]] and rep2.created == []
+    with store.session() as s:
+        items = {i.id: i for i in assessments.list_items(s, tenant)}
+        assert len(items) == 3 and items[by["CAC18-LOG-RETENTION"]].status == "done"
+        assert f"assessment run {r2}" in (items[by["CAC18-LOG-RETENTION"]].notes or "")
+        close = [e for e in audit.entries(s, tenant, action="rectification.close")]
+        assert {e.target_id for e in close} == set(rep2.closed)
+        assert all(e.details["run_id"] == r2 and "retention_days=200" in e.details["evidence"] for e in close)
+    with store.session() as s:  # replay of run 2: nothing more
+        again = record_findings(s, tenant, r2, _checklists(evidence), today=TODAY, ctx=ctx, carry_over=True)
+    assert again.closed == [] and again.created == [] and again.carried == rep2.carried
+    evidence["logging"]["retention_days"] = 30
+    with store.session() as s:
+        r3 = assessments.start_run(s, tenant, "all").id
+        rep3 = record_findings(s, tenant, r3, _checklists(evidence), today=TODAY, ctx=ctx, carry_over=True)
+        assert sorted(rep3.reopened) == sorted(rep2.closed) and rep3.created == []
+        assert all(i.status == "open" and i.closed_at is None
+                   for i in assessments.list_items(s, tenant) if i.id in rep3.reopened)
+        assert len(audit.entries(s, tenant, action="rectification.reopen")) == 2

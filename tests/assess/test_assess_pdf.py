@@ -44,8 +44,18 @@ def _text(pdf: Path) -> str:
 
 @pytest.fixture(scope="module")
 def example_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    out = tmp_path_factory.mktemp("assess-pdf") / "out"
-    o = run_assessment(load_config(EXAMPLE), out)
+    """The shipped example assessed twice against one store: the second report (printed) is a
+    re-assessment with a comparison section."""
+    tmp = tmp_path_factory.mktemp("assess-pdf")
+    first = load_config(EXAMPLE)
+    first.data_dir = tmp / "store"
+    assert first.live is not None
+    first.live.seconds = 3.0  # the first run only has to exist
+    run_assessment(first, tmp / "first", pdf=False)
+    cfg = load_config(EXAMPLE)
+    cfg.data_dir = tmp / "store"
+    out = tmp / "out"
+    o = run_assessment(cfg, out)
     figs = json.loads(o.figures_json.read_text(encoding="utf-8"))
     return out, figs
 
@@ -64,14 +74,16 @@ def test_example_prints_a_real_pdf(example_report: tuple[Path, dict]) -> None:
     subprocess.run(["pdftoppm", "-png", "-r", "50", str(pdf), str(png_dir / "page")],
                    capture_output=True, timeout=120, check=True)
     pages = sorted(png_dir.glob("page-*.png"))
-    assert len(pages) >= 1
+    assert len(pages) >= 3  # the one-page summary, then the measured sections, controls and findings
     first = _read_png(pages[0])
     assert first.shape[0] > 300 and first.shape[1] > 300  # A4/Letter at 50 dpi is ~410 x 580
     assert first.std() > 10.0, "first page is blank"
     assert (first < 128).mean() > 0.005, "first page has almost no dark (text) pixels"
     # every chart embedded in the HTML (data: PNG) must come through as an image in the PDF
     charts = len(re.findall(r'src="data:image/png;base64,', (out / "report.html").read_text(encoding="utf-8")))
-    assert charts >= 3
+    assert charts >= 7  # DET (system, codec, length), histogram, watermark, live latency, previous vs now
+    for page in pages[1:]:
+        assert _read_png(page).std() > 5.0, f"{page.name} is blank"
     if shutil.which("pdfimages"):  # same package (poppler-utils)
         listing = subprocess.run(["pdfimages", "-list", str(pdf)], capture_output=True, timeout=60, check=True)
         rows = [ln for ln in listing.stdout.decode().splitlines()[2:] if ln.split()[2:3] == ["image"]]
@@ -91,6 +103,17 @@ def test_pdf_text_carries_headline_figures(example_report: tuple[Path, dict]) ->
     assert any(re.search(rf"EER {re.escape(s)}", text) for s in shown), (
         f"EER {eer} (figures.json) not found in the PDF text as any of {shown}")
     assert "CAC18-LOG-RETENTION" in compact
+    # the summary says what changed since the previous run; the sections are there with their figures
+    prev = figs["comparison"]["previous_run_id"]
+    assert prev and f"Comparedwithrun{prev}" in compact
+    for heading in ("Since the last assessment", "Live monitoring", "Per codec degradation", "Per clip length",
+                    "Re-assessment: what changed", "Control status changes"):
+        assert heading in text, heading
+    p95 = figs["live"]["alert_latency_s_p95"]
+    assert p95 is not None and f"{p95:.3f}" in text
+    assert f"{100 * figs['detection']['per_condition']['opus:16k']['eer']:.1f} %" in text
+    n_cmp = len(figs["comparison"]["figures"])
+    assert n_cmp >= 10 and text.count("unchanged") + text.count("improved") + text.count("regressed") >= n_cmp
     assert figs["findings"]
     for item in figs["findings"]:
         assert item["id"] in compact

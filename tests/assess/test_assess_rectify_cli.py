@@ -81,9 +81,23 @@ def test_update_and_close(data: tuple[Path, dict[str, str]]) -> None:
     with st.session() as s:
         item = next(i for i in assessments.list_items(s, ids["tenant"]) if i.id == ids["late"])
         assert "raising retention" in (item.notes or "") and "purge job log" in (item.notes or "")
-        actions = [e.action for e in audit.entries(s, ids["tenant"])]
+        entries = audit.entries(s, ids["tenant"])
+        actions = [e.action for e in entries]
+        history = [(h.action, h.details.get("previous_status"), h.details.get("status"))
+                   for h in assessments.item_history(s, ids["tenant"], ids["late"])]
     st.dispose()
     assert actions == ["rectification.update", "rectification.close", "rectification.close"]
+    assert history == [("rectification.update", "open", "in_progress"), ("rectification.close", "in_progress", "done")]
+    r = _invoke("show", ids["late"], "--tenant", "acme", "--data-dir", str(d))
+    assert r.exit_code == 0 and "rectification.close -> done" in r.output and "purge job log" in r.output
+    r = _invoke("update", ids["late"], "--tenant", "acme", "--data-dir", str(d), "--status", "open",
+                "--note", "the fix did not hold")  # reopening by hand is an audited update too
+    assert r.exit_code == 0 and _json_lines(r.output)[0]["status"] == "open"
+    assert _json_lines(r.output)[0]["closed_at"] is None
+    r = _invoke("show", ids["late"], "--tenant", "acme", "--data-dir", str(d), "--json")
+    hist = _json_lines(r.output)[0]["history"]
+    assert [h["status"] for h in hist] == ["in_progress", "done", "open"]
+    assert hist[-1]["details"]["previous_status"] == "done"
 
 
 @pytest.mark.parametrize(("args", "words"), [

@@ -51,6 +51,19 @@ def test_example_end_to_end(tmp_path: Path) -> None:
     assert d["n_bonafide"] == 3 and d["n_spoof"] == 2 and d["n_failed"] == 0
     assert 0.0 <= d["eer"] <= 1.0 and d["miss_rate"] is not None and d["fa_rate"] is not None
     assert set(d["per_system"]) == {"espeak-ng", "espeak-ng-opus"}
+    assert list(d["per_condition"]) == ["none", "mp3:64k", "opus:16k"]
+    assert all(c["n_bonafide"] == 3 and c["n_spoof"] == 2 for c in d["per_condition"].values())
+    assert sum(b["n_bonafide"] + b["n_spoof"] for b in d["per_length"].values()) == 5
+    assert 'id="per-condition"' in html and 'id="per-length"' in html
+    lv = figs["live"]  # the example's load run: 4 rooms, half synthetic, the deployment's rules file
+    assert lv["rooms"] == 4 and lv["synthetic_rooms"] == 2 and lv["rules"] == ["synthetic-voice"]
+    assert lv["frames_sent"] == 4 * 300 and lv["windows_scored"] > 0 and lv["dropped_frames"] == 0
+    assert lv["synthetic_rooms_alerted"] == 2 and lv["alert_latency_s_p95"] is not None
+    assert figs["evidence"]["live.alert_latency_p95_s"]["source"] == "measured:live-load"
+    assert figs["evidence"]["live.monitoring_enabled"]["source"] == "measured:live-load"
+    assert figs["controls"]["cac-2018-security-assessment:CAC18-LIVE-MONITORING"] == "met"
+    assert 'id="live-figures"' in html and "Live monitoring" in html
+    assert figs["comparison"]["previous_run_id"] is None and "First assessment" in html
     wm = figs["labelling"]["watermark"]
     assert set(wm["per_condition"]) == {"none", "mp3:64k", "noise:20db"}
     assert wm["per_condition"]["none"] == 1.0  # an unattacked mark must be found
@@ -60,7 +73,9 @@ def test_example_end_to_end(tmp_path: Path) -> None:
     lg = figs["logging"]
     assert lg["retention_days"] >= 184 and lg["audit_chain_ok"] is True
     # charts are embedded, the control table and findings are there
-    assert len(re.findall(r'src="data:image/png;base64,', html)) >= 3
+    assert len(re.findall(r'src="data:image/png;base64,', html)) >= 6  # DETs, histogram, watermark, live
+    for alt in ("DET per codec", "Live alert latency"):
+        assert f'alt="{alt}"' in html
     assert "CAC18-LOG-RETENTION" in html and "declared:config" in html and "measured:eval" in html
     assert figs["evidence"]["detection.eer"]["source"] == "measured:eval"
     # findings were filed as rectification items in the store and listed in the report

@@ -15,9 +15,14 @@ from typing import Any
 import yaml
 
 from voxwarden.assess.controls import FEATURE_TYPES
+from voxwarden.assess.live_load import LiveLoadConfig
 
 MAX_CONFIG_BYTES = 256 * 1024
 DECLARED_SECTIONS = ("detection", "live", "labelling", "logging", "governance")
+DEFAULT_DEGRADATIONS = ("mp3:64k", "opus:16k")
+DEFAULT_LENGTH_BUCKETS = (2.0, 4.0, 8.0)
+MAX_LIVE_ROOMS = 200
+MAX_LIVE_SECONDS = 120.0
 
 
 class AssessConfigError(ValueError):
@@ -32,6 +37,8 @@ class DetectionConfig:
     threshold: float | None = None
     eval_dataset: str | None = None
     max_trials: int = 500
+    degradations: list[str] = field(default_factory=lambda: list(DEFAULT_DEGRADATIONS))
+    length_buckets: list[float] = field(default_factory=lambda: list(DEFAULT_LENGTH_BUCKETS))
 
 
 @dataclass
@@ -65,6 +72,7 @@ class AssessmentConfig:
     logging: LoggingConfig
     control_files: list[Path] | None
     declared: dict[str, dict[str, Any]]
+    live: LiveLoadConfig | None = None  # None: no load run (live facts only as declared)
 
 
 _TOP = {"version", "platform", "store", "detection", "labelling", "logging", "live", "governance", "controls",
@@ -159,7 +167,8 @@ def parse_config(doc: dict[str, Any], path: Path) -> AssessmentConfig:
 
     declared: dict[str, dict[str, Any]] = {}
     det_doc = _mapping(path, "detection", doc.get("detection"),
-                       {"protocol", "audio_dir", "model", "threshold", "eval_dataset", "max_trials", "declared"})
+                       {"protocol", "audio_dir", "model", "threshold", "eval_dataset", "max_trials", "declared",
+                        "degradations", "length_buckets"})
     detection = None
     if det_doc.get("protocol") is not None:
         thr = det_doc.get("threshold")
@@ -173,6 +182,8 @@ def parse_config(doc: dict[str, Any], path: Path) -> AssessmentConfig:
             threshold=None if thr is None else float(thr),
             eval_dataset=_str(path, "detection.eval_dataset", det_doc.get("eval_dataset")) or proto.name,
             max_trials=_int(path, "detection.max_trials", det_doc.get("max_trials"), 500) or 500,
+            degradations=_degradations(path, det_doc.get("degradations")),
+            length_buckets=_buckets(path, det_doc.get("length_buckets")),
         )
     declared["detection"] = _declared(path, "detection", det_doc.get("declared"))
 
@@ -204,7 +215,7 @@ def parse_config(doc: dict[str, Any], path: Path) -> AssessmentConfig:
         retention_days=_int(path, "logging.retention_days", lg.get("retention_days"), None),
     )
     declared["logging"] = _declared(path, "logging", lg.get("declared"))
-    declared["live"] = _declared(path, "live", doc.get("live"))
+    live_load, declared["live"] = _live(base, path, doc.get("live"), detection is not None)
     declared["governance"] = _declared(path, "governance", doc.get("governance"))
 
     ctl = doc.get("controls")
@@ -216,7 +227,7 @@ def parse_config(doc: dict[str, Any], path: Path) -> AssessmentConfig:
     return AssessmentConfig(
         path=path, platform=name, features=list(feats), tenant=tenant, data_dir=data_dir,  # type: ignore[arg-type]
         create_tenant=create, owner=_str(path, "owner", doc.get("owner")), detection=detection,
-        labelling=labelling, logging=logging, control_files=control_files, declared=declared,
+        labelling=labelling, logging=logging, control_files=control_files, declared=declared, live=live_load,
     )
 
 
@@ -225,7 +236,8 @@ def _declared(path: Path, key: str, v: Any) -> dict[str, Any]:
     if v is None:
         return {}
     if not isinstance(v, dict):
-        raise _err(path, f"{key}.declared" if key not in ("live", "governance") else key, "must be a mapping")
+        where = key if "." in key or key in ("live", "governance") else f"{key}.declared"
+        raise _err(path, where, "must be a mapping")
     for k, val in v.items():
         if not isinstance(k, str) or not k.replace("_", "").isalnum():
             raise _err(path, key, f"bad fact name {k!r}")
@@ -234,3 +246,87 @@ def _declared(path: Path, key: str, v: Any) -> dict[str, Any]:
         if not ok:
             raise _err(path, f"{key}.{k}", f"must be true/false, a number, text or a list of text, got {val!r}")
     return dict(v)
+
+
+def _degradations(path: Path, v: Any) -> list[str]:
+    if v is None:
+        return list(DEFAULT_DEGRADATIONS)
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise _err(path, "detection.degradations", "must be a list of degradation specs (e.g. mp3:64k, opus:16k)")
+    from voxwarden.audio.degrade import DegradeError, parse_spec
+
+    for x in v:
+        if x == "none":
+            continue
+        try:
+            parse_spec(x)
+        except DegradeError as e:
+            raise _err(path, "detection.degradations", f"{x!r}: {e}") from e
+    return list(dict.fromkeys(v))
+
+
+def _buckets(path: Path, v: Any) -> list[float]:
+    if v is None:
+        return list(DEFAULT_LENGTH_BUCKETS)
+    ok = isinstance(v, list) and v and all(not isinstance(x, bool) and isinstance(x, int | float) and x > 0 for x in v)
+    if not ok or any(b <= a for a, b in zip(v, v[1:], strict=False)):
+        raise _err(path, "detection.length_buckets", f"must be ascending positive seconds (e.g. [2, 4, 8]), got {v!r}")
+    return [float(x) for x in v]
+
+
+_LIVE_LOAD = {"rooms", "seconds", "synthetic_rooms", "rules", "model", "max_queue_s", "synthetic_clips",
+              "bonafide_clips"}
+
+
+def _live(base: Path, path: Path, v: Any, have_detection: bool) -> tuple[LiveLoadConfig | None, dict[str, Any]]:
+    """``live:`` is ``{load: {...}, declared: {...}}``; a flat mapping of facts (the first format) is still
+    read as declared facts, with no load run."""
+    if v is None:
+        return None, {}
+    if not isinstance(v, dict):
+        raise _err(path, "live", "must be a mapping")
+    if not ({"load", "declared"} & set(v)):
+        return None, _declared(path, "live", v)
+    live = _mapping(path, "live", v, {"load", "declared"})
+    declared = _declared(path, "live.declared", live.get("declared"))
+    ld = live.get("load")
+    if ld is None or ld is False:
+        return None, declared
+    ld = _mapping(path, "live.load", {} if ld is True else ld, _LIVE_LOAD)
+    rooms = _int(path, "live.load.rooms", ld.get("rooms"), 4) or 4
+    if rooms > MAX_LIVE_ROOMS:
+        raise _err(path, "live.load.rooms", f"at most {MAX_LIVE_ROOMS}, got {rooms}")
+    secs = ld.get("seconds", 6.0)
+    if isinstance(secs, bool) or not isinstance(secs, int | float) or not 1.0 <= secs <= MAX_LIVE_SECONDS:
+        raise _err(path, "live.load.seconds", f"must be a number of seconds in [1, {MAX_LIVE_SECONDS:g}], got {secs!r}")
+    syn = _int(path, "live.load.synthetic_rooms", ld.get("synthetic_rooms"), None, lo=0)
+    if syn is not None and syn > rooms:
+        raise _err(path, "live.load.synthetic_rooms", f"must be at most rooms ({rooms}), got {syn}")
+    q = ld.get("max_queue_s", 2.0)
+    if isinstance(q, bool) or not isinstance(q, int | float) or not 0.05 <= q <= 60:
+        raise _err(path, "live.load.max_queue_s", f"must be seconds in [0.05, 60], got {q!r}")
+    clips = {}
+    for key in ("synthetic_clips", "bonafide_clips"):
+        c = ld.get(key) or []
+        if not isinstance(c, list):
+            raise _err(path, f"live.load.{key}", "must be a list of audio files")
+        clips[key] = [_path(base, path, f"live.load.{key}[{i}]", x) for i, x in enumerate(c)]
+    if not clips["synthetic_clips"] and not have_detection:
+        import shutil
+
+        if shutil.which("espeak-ng") is None:
+            raise _err(path, "live.load", "needs synthetic speech: list synthetic_clips, configure detection.protocol, "
+                                          "or install espeak-ng")
+    rules = _path(base, path, "live.load.rules", ld.get("rules"))
+    if rules is not None:
+        from voxwarden.live import RulesError, load_rules_file
+
+        try:
+            load_rules_file(rules)
+        except RulesError as e:
+            raise _err(path, "live.load.rules", str(e)) from e
+    return LiveLoadConfig(
+        rooms=rooms, seconds=float(secs), synthetic_rooms=syn, rules=rules,
+        model=_str(path, "live.load.model", ld.get("model")), max_queue_s=float(q),
+        synthetic_clips=clips["synthetic_clips"], bonafide_clips=clips["bonafide_clips"],  # type: ignore[arg-type]
+    ), declared

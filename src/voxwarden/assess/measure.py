@@ -34,10 +34,121 @@ class Measured:
 # -------------------------------------------------------------------------------------------- detection
 
 
+def length_bucket(duration: float, edges: list[float]) -> str:
+    """The clip-length bucket label of `duration` for ascending `edges` (``[2, 4, 8]`` → ``<2 s``,
+    ``2-4 s``, ``4-8 s``, ``>=8 s``)."""
+    if not edges or duration < edges[0]:
+        return f"<{edges[0]:g} s" if edges else "all"
+    for lo, hi in zip(edges, edges[1:], strict=False):
+        if lo <= duration < hi:
+            return f"{lo:g}-{hi:g} s"
+    return f">={edges[-1]:g} s"
+
+
+def bucket_labels(edges: list[float]) -> list[str]:
+    """All bucket labels of `edges`, shortest first."""
+    if not edges:
+        return ["all"]
+    return [f"<{edges[0]:g} s", *(f"{lo:g}-{hi:g} s" for lo, hi in zip(edges, edges[1:], strict=False)),
+            f">={edges[-1]:g} s"]
+
+
+def breakdown(records: list[Any], threshold: float) -> dict[str, Any]:
+    """n, EER (when both labels are present), miss and false-alarm rates at `threshold` of some trials."""
+    from voxwarden.detect.metrics import eer
+
+    ok = [r for r in records if r.error is None and r.score is not None and np.isfinite(r.score)]
+    bona = np.array([r.score for r in ok if r.label == "bonafide"], dtype=np.float64)
+    spoof = np.array([r.score for r in ok if r.label == "spoof"], dtype=np.float64)
+    e = eer(bona, spoof)[0] if bona.size and spoof.size else None
+    return {"n_bonafide": int(bona.size), "n_spoof": int(spoof.size), "n_failed": len(records) - len(ok),
+            "eer": e, "miss_rate": float(np.mean(spoof < threshold)) if spoof.size else None,
+            "fa_rate": float(np.mean(bona >= threshold)) if bona.size else None}
+
+
+def plot_det_groups(groups: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title: str,
+                    threshold_points: dict[str, tuple[float, float]] | None = None) -> bool:
+    """One DET curve per group (its own bona fide vs spoof scores) on normal-deviate axes, with each
+    group's operating point at the deployed threshold; False (no file) when no group has both labels."""
+    from scipy.stats import norm
+
+    from voxwarden.detect.evaluate import _figure
+    from voxwarden.detect.metrics import det_curve, eer
+
+    usable = {k: v for k, v in groups.items() if v[0].size and v[1].size}
+    if not usable:
+        return False
+    fig = _figure(6.0, 5.0)
+    ax = fig.add_subplot(1, 1, 1)
+    lo = 0.001
+    for name, (bona, spoof) in usable.items():
+        c = det_curve(bona, spoof)
+        e, _ = eer(bona, spoof)
+        line = ax.plot(norm.ppf(np.clip(c.p_fa, lo, 1 - lo)), norm.ppf(np.clip(c.p_miss, lo, 1 - lo)), lw=1.5,
+                       label=f"{name} (EER {100 * e:.1f}%, n={bona.size}+{spoof.size})")[0]
+        if threshold_points and name in threshold_points:
+            miss, fa = threshold_points[name]
+            ax.plot(norm.ppf(np.clip(fa, lo, 1 - lo)), norm.ppf(np.clip(miss, lo, 1 - lo)), "o",
+                    color=line.get_color(), ms=5)
+    ticks = [0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95, 0.99, 0.999]
+    ax.set_xticks(norm.ppf(ticks))
+    ax.set_yticks(norm.ppf(ticks))
+    ax.set_xticklabels([f"{100 * t:g}" for t in ticks])
+    ax.set_yticklabels([f"{100 * t:g}" for t in ticks])
+    ax.set_xlim(norm.ppf(lo), norm.ppf(1 - lo))
+    ax.set_ylim(norm.ppf(lo), norm.ppf(1 - lo))
+    ax.plot([norm.ppf(lo), norm.ppf(1 - lo)], [norm.ppf(lo), norm.ppf(1 - lo)], "k:", lw=0.8)
+    ax.set_xlabel("False alarm: bona fide flagged (%)")
+    ax.set_ylabel("Miss: spoof not flagged (%)")
+    ax.set_title(title + " (dots: deployed threshold)", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return True
+
+
+def _score_conditions(det: Any, rows: list[Any], audio_dir: Path, conditions: list[str],
+                      ) -> tuple[dict[str, list[Any]], dict[str, float]]:
+    """Decode each trial once, then score it clean and under each degradation: condition → EvalRecords,
+    plus each file's duration (s). A failure is kept as a record with its error, never dropped."""
+    import hashlib
+    from dataclasses import replace
+
+    from voxwarden import audio
+    from voxwarden.audio.degrade import degrade
+    from voxwarden.detect.evaluate import EvalRecord
+    from voxwarden.detect.protocol import resolve_audio
+
+    out: dict[str, list[Any]] = {c: [] for c in conditions}
+    durations: dict[str, float] = {}
+    for row in rows:
+        try:
+            clip = audio.load(resolve_audio(row, audio_dir), sr=det.card.sample_rate,
+                              max_duration=det.options.max_duration)
+        except Exception as e:  # noqa: BLE001 - an unreadable trial is a failed record in every condition
+            msg = f"{getattr(e, 'code', type(e).__name__)}: {e}"
+            for c in conditions:
+                out[c].append(EvalRecord(file=row.file, label=row.label, system=row.system, score=None, error=msg))
+            continue
+        durations[row.file] = clip.duration
+        seed = int.from_bytes(hashlib.sha256(row.file.encode()).digest()[:4], "little")
+        for c in conditions:
+            try:
+                y = clip if c == "none" else replace(
+                    clip, samples=np.asarray(degrade(clip.samples, clip.sr, c, seed=seed), dtype=np.float32))
+                score, err = float(det.score_clip(y).probability), None
+            except Exception as e:  # noqa: BLE001 - e.g. too little speech left after a codec
+                score, err = None, f"{type(e).__name__}: {e}"
+            out[c].append(EvalRecord(file=row.file, label=row.label, system=row.system, score=score, error=err))
+    return out, durations
+
+
 def measure_detection(cfg: DetectionConfig, out_dir: Path) -> Measured:
-    """Score `cfg.protocol` with the deployed model; writes det.png/hist.png/scores.tsv under `out_dir`."""
+    """Score `cfg.protocol` with the deployed model, clean and under each configured codec degradation;
+    breakdowns per spoof system, per degradation and per clip length (miss/false alarm at the deployed
+    threshold, EER), DET curves per breakdown; writes PNGs and scores.tsv under `out_dir`."""
     from voxwarden.detect import Detector
-    from voxwarden.detect.batch import score_protocol
     from voxwarden.detect.evaluate import evaluate
     from voxwarden.detect.protocol import read_protocol
 
@@ -48,7 +159,9 @@ def measure_detection(cfg: DetectionConfig, out_dir: Path) -> Measured:
         rows = rows[: cfg.max_trials]
     det = Detector.load(cfg.model)
     thr = det.threshold if cfg.threshold is None else cfg.threshold
-    records = score_protocol(det, rows, cfg.audio_dir)
+    conditions = ["none", *[d for d in cfg.degradations if d != "none"]]
+    by_cond, durations = _score_conditions(det, rows, cfg.audio_dir, conditions)
+    records = by_cond["none"]
     s = evaluate(records, out_dir, threshold=thr, title=f"{det.model_id} on {cfg.eval_dataset}")
     src = "measured:eval"
     detail = f"{s.n_bonafide} bona fide / {s.n_spoof} spoof trials of {cfg.eval_dataset}, model {det.model_id}"
@@ -57,18 +170,50 @@ def measure_detection(cfg: DetectionConfig, out_dir: Path) -> Measured:
         "eval_dataset": Fact(cfg.eval_dataset, source=src, detail=str(cfg.protocol)),
         "detector_enabled": Fact(True, source="measured:detector", detail=f"model {det.model_id} loaded and scored"),
     }
+    per_condition = {c: breakdown(by_cond[c], thr) for c in conditions}
+    labels = bucket_labels(cfg.length_buckets)
+    bucket_of = {f: length_bucket(d, cfg.length_buckets) for f, d in durations.items()}
+    by_len = {lab: [r for r in records if bucket_of.get(r.file) == lab] for lab in labels}
+    by_len = {lab: recs for lab, recs in by_len.items() if recs}
+    per_length = {lab: breakdown(recs, thr) for lab, recs in by_len.items()}
+    degraded_eers = [v["eer"] for c, v in per_condition.items() if c != "none" and v["eer"] is not None]
     m.figures = {
         "model_id": det.model_id, "threshold": thr, "threshold_source": "config" if cfg.threshold is not None
         else "model card", "eval_dataset": cfg.eval_dataset, "n_trials": s.n_total, "n_bonafide": s.n_bonafide,
         "n_spoof": s.n_spoof, "n_failed": s.n_failed, "eer": s.eer, "eer_threshold": s.eer_threshold,
         "min_dcf": s.min_dcf, "dcf_params": s.dcf_params, "miss_rate": s.miss_rate, "fa_rate": s.fa_rate,
-        "per_system": s.per_system, "failed": s.failed, "notes": s.notes,
+        "per_system": s.per_system, "per_condition": per_condition, "per_length": per_length,
+        "length_buckets": list(cfg.length_buckets), "worst_degraded_eer": max(degraded_eers) if degraded_eers
+        else None, "failed": s.failed, "notes": s.notes,
     }
     for name in ("det", "hist"):
         p = out_dir / f"{name}.png"
         if p.exists():
             m.charts[f"detection_{name}"] = p
+
+    def groups(recs_by: dict[str, list[Any]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        g = {}
+        for k, recs in recs_by.items():
+            ok = [r for r in recs if r.score is not None and r.error is None]
+            g[k] = (np.array([r.score for r in ok if r.label == "bonafide"]),
+                    np.array([r.score for r in ok if r.label == "spoof"]))
+        return g
+
+    def points(table: dict[str, Any]) -> dict[str, tuple[float, float]]:
+        return {k: (v["miss_rate"], v["fa_rate"]) for k, v in table.items()
+                if v["miss_rate"] is not None and v["fa_rate"] is not None}
+
+    if len(conditions) > 1 and plot_det_groups(groups(by_cond), out_dir / "det_codec.png",
+                                               "DET per codec degradation", points(per_condition)):
+        m.charts["detection_det_codec"] = out_dir / "det_codec.png"
+    if plot_det_groups(groups(by_len), out_dir / "det_length.png", "DET per clip length", points(per_length)):
+        m.charts["detection_det_length"] = out_dir / "det_length.png"
     m.errors += [f"{f['file']}: {f['error']}" for f in s.failed]
+    for c in conditions[1:]:
+        failed = [r for r in by_cond[c] if r.error is not None and r.file in durations]
+        if failed:
+            m.errors.append(f"detection under {c}: {len(failed)} trial(s) failed, e.g. {failed[0].file}: "
+                            f"{failed[0].error}")
     return m
 
 
@@ -109,11 +254,13 @@ def _watermark(cfg: LabellingConfig, out_dir: Path) -> tuple[dict[str, Any], lis
            "trials": total, "detect_rate": rate}
     if any(v is not None for v in per.values()):
         fig_path = out_dir / "watermark.png"
-        _bar_chart({k: v for k, v in per.items() if v is not None}, fig_path, "Watermark detected after attack")
+        bar_chart({k: v for k, v in per.items() if v is not None}, fig_path, "Watermark detected after attack")
     return fig, errors
 
 
-def _bar_chart(values: dict[str, float], path: Path, title: str) -> None:
+def bar_chart(values: dict[str, float], path: Path, title: str, *, scale: float = 100.0,
+              ylabel: str = "%") -> None:
+    """A small bar chart PNG (rates as % by default; `scale=1` plots the values as they are)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -121,9 +268,10 @@ def _bar_chart(values: dict[str, float], path: Path, title: str) -> None:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     names = list(values)
-    ax.bar(names, [100 * values[n] for n in names], color="#3a6ea5")
-    ax.set_ylim(0, 105)
-    ax.set_ylabel("%")
+    ax.bar(names, [scale * values[n] for n in names], color="#3a6ea5")
+    top = max([scale * v for v in values.values()] + [0.0])
+    ax.set_ylim(0, 105 if scale == 100.0 else max(1.0, top * 1.15))
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()

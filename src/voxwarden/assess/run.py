@@ -5,10 +5,12 @@
     outcome.report_html, outcome.figures_json, outcome.risk
 
 Steps: open the store (the config's data dir, or a fresh one in ``OUT/store``), start a run, measure
-detection / labelling / logging, merge with the declared facts, evaluate the control files, record
-findings as rectification items, render ``report.html`` (+ ``report.pdf`` when Chromium is available)
-and ``figures.json``, then `finish_run` with the figures and the report hash. A step that fails is
-reported (figures ``errors``) and the controls it feeds come out *not assessed*; the run is not aborted.
+detection (with breakdowns) / labelling / live monitoring (a short real-time load run) / logging, merge
+with the declared facts, evaluate the control files, record findings as rectification items with
+carry-over from earlier runs (close what is now met, reopen regressions), compare with the previous run,
+render ``report.html`` (+ ``report.pdf`` when Chromium is available) and ``figures.json``, then
+`finish_run` with the figures and the report hash. A step that fails is reported (figures ``errors``)
+and the controls it feeds come out *not assessed*; the run is not aborted.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from voxwarden.assess.checklist import Checklist, Fact, evaluate_all, merge_evidence
+from voxwarden.assess.compare import compare_runs, plot_comparison
 from voxwarden.assess.config import AssessmentConfig
 from voxwarden.assess.controls import load_controls
+from voxwarden.assess.findings import finding_key
 from voxwarden.assess.measure import (
     Measured,
     finite_or_none,
@@ -85,16 +89,23 @@ def _step(name: str, fn: Any, *args: Any) -> Measured:
 
 
 def previous_run_figures(store: Any, tenant_id: str, framework: str, before_run: str) -> dict[str, Any] | None:
-    """Hook for re-assessment: the figures of the newest finished run of the same framework before this one
-    (the diff against them is a later slice; figures.json carries ``previous_run_id`` already)."""
+    """The previous assessment to compare with: the tenant's newest finished run of the same framework
+    other than `before_run` (``{"run_id", "finished_at", "figures"}``), or None for a first assessment."""
     from voxwarden.store import assessments
 
     with store.session() as s:
-        for run in assessments.list_runs(s, tenant_id):
-            if run.id != before_run and run.framework == framework and run.status == "done":
-                return {"run_id": run.id, "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-                        "figures": run.figures}
-    return None
+        run = assessments.last_finished_run(s, tenant_id, framework, before=before_run)
+        if run is None:
+            return None
+        return {"run_id": run.id, "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+                "figures": run.figures}
+
+
+def _closing_evidence(notes: str | None) -> str:
+    """The evidence line a re-assessment wrote when it closed an item (the last one)."""
+    marker = "closed (done) by re-assessment: "
+    lines = [ln for ln in (notes or "").splitlines() if marker in ln]
+    return lines[-1].split(marker, 1)[1] if lines else ""
 
 
 def _open_store(cfg: AssessmentConfig, out_dir: Path) -> tuple[Any, str, bool]:
@@ -238,25 +249,41 @@ def run_assessment(cfg: AssessmentConfig, out_dir: Path, *, today: date | None =
         else:
             det = Measured(errors=["detection: no labelled test set in the config (detection.protocol)"])
         lab = _step("labelling", measure_labelling, cfg.labelling, work / "labelling")
+        if cfg.live is not None:
+            from voxwarden.assess.live_load import measure_live
+
+            live = _step("live", measure_live, cfg.live, cfg.detection, work / "live")
+        else:
+            live = Measured()
         log = _step("logging", measure_logging, store, tenant_id, cfg.logging)
 
         sections = []
-        for name, m in (("detection", det), ("labelling", lab), ("logging", log)):
+        for name, m in (("detection", det), ("labelling", lab), ("logging", log), ("live", live)):
             declared = {k: v for k, v in cfg.declared.get(name, {}).items() if k not in m.evidence}
             sections.append(_facts(name, {**declared, **m.evidence}))
-        for name in ("live", "governance"):
-            sections.append(_facts(name, cfg.declared.get(name, {})))
+        sections.append(_facts("governance", cfg.declared.get("governance", {})))
         evidence = merge_evidence(*sections)
         checklists = evaluate_all(sets, evidence, features=cfg.features)
         ctx = AuditContext(actor="cli:assess", tenant_id=tenant_id)
         with store.session() as s:
-            fr = record_findings(s, tenant_id, run_id, checklists, today=today, owner=cfg.owner, ctx=ctx)
+            fr = record_findings(s, tenant_id, run_id, checklists, today=today, owner=cfg.owner, ctx=ctx,
+                                 carry_over=True)
         with store.session() as s:
-            items = {it.finding: it for it in assessments.list_items(s, tenant_id, run_id=run_id)}
-            item_rows = [{"id": it.id, "finding": it.finding, "title": it.title, "severity": it.severity,
-                          "due": it.due_date.isoformat() if it.due_date else None, "status": it.status}
-                         for it in sorted(items.values(), key=lambda i: (-SEVERITY_RANK.get(i.severity, 0),
-                                                                          i.finding))]
+            tracked = set(fr.item_ids)
+            all_items = [it for it in assessments.list_items(s, tenant_id)
+                         if it.id in tracked or it.id in fr.closed or it.id in fr.accepted]
+            how = {**dict.fromkeys(fr.created + fr.existing, "new"), **dict.fromkeys(fr.carried, "carried"),
+                   **dict.fromkeys(fr.reopened, "reopened"), **dict.fromkeys(fr.accepted, "accepted risk")}
+
+            def row(it: Any) -> dict[str, Any]:
+                return {"id": it.id, "finding": it.finding, "title": it.title, "severity": it.severity,
+                        "due": it.due_date.isoformat() if it.due_date else None, "status": it.status,
+                        "run_id": it.run_id, "tracking": how.get(it.id, "")}
+
+            order = sorted(all_items, key=lambda i: (-SEVERITY_RANK.get(i.severity, 0), i.finding))
+            item_rows = [row(it) for it in order if it.id in tracked]
+            closed_rows = [row(it) | {"evidence": _closing_evidence(it.notes)} for it in order if it.id in fr.closed]
+            accepted_rows = [row(it) for it in order if it.id in fr.accepted]
         prev = previous_run_figures(store, tenant_id, framework, run_id)
         risk = risk_rating(checklists)
         counts: dict[str, int] = {}
@@ -264,7 +291,7 @@ def run_assessment(cfg: AssessmentConfig, out_dir: Path, *, today: date | None =
             for k, v in c.counts().items():
                 counts[k] = counts.get(k, 0) + v
         figures: dict[str, Any] = finite_or_none({
-            "schema": 1,
+            "schema": 2,  # 2: live, per_condition/per_length, controls, comparison, rectification
             "run_id": run_id,
             "framework": framework,
             "platform": cfg.platform,
@@ -279,16 +306,25 @@ def run_assessment(cfg: AssessmentConfig, out_dir: Path, *, today: date | None =
             "logging": log.figures,
             "evidence": {k: f.to_dict() for k, f in sorted(evidence.items())},
             "checklists": [{"framework": c.framework, "title": c.title, "counts": c.counts()} for c in checklists],
+            "live": live.figures,
+            "controls": {finding_key(c.framework, r.control_id): r.status for c in checklists for r in c.results},
             "findings": item_rows,
             "findings_created": len(fr.created),
+            "rectification": {"created": fr.created, "existing": fr.existing, "carried": fr.carried,
+                              "reopened": fr.reopened, "closed": closed_rows, "accepted_risk": accepted_rows},
             "previous_run_id": prev["run_id"] if prev else None,
-            "errors": det.errors + lab.errors + log.errors,
+            "errors": det.errors + lab.errors + live.errors + log.errors,
         })
+        comparison = compare_runs(prev["figures"] if prev else None, figures, prev["run_id"] if prev else None)
+        figures["comparison"] = finite_or_none(comparison.to_dict())
         pdf_path = out_dir / "report.pdf"
         html_path = out_dir / "report.html"
         figures["pdf"] = {"written": False, "note": "PDF skipped: disabled" if not pdf
                           else "report.pdf printed from this page"}
-        charts = {**det.charts, **lab.charts}
+        charts = {**det.charts, **lab.charts, **live.charts}
+        (work / "compare").mkdir(parents=True, exist_ok=True)
+        if plot_comparison(comparison, work / "compare" / "comparison.png"):
+            charts["comparison"] = work / "compare" / "comparison.png"
         html = render_html(figures, checklists, charts)
         _write_atomic(html_path, html.encode("utf-8"))
         written, note = print_pdf(html_path, pdf_path) if pdf else (False, "PDF skipped: disabled")

@@ -20,7 +20,8 @@ def assess_cmd(
     pdf: Annotated[bool, typer.Option(
         "--pdf/--no-pdf", help="Print report.pdf with headless Chromium if found.")] = True,
 ) -> None:
-    """Measure detection, labelling and logging, judge the controls, file rectification items, write the report.
+    """Measure detection, labelling, live monitoring and logging, judge the controls, follow up rectification
+    items (new, carried, closed by this run, reopened), compare with the previous run, write the report.
 
     Exit codes: 0 risk low/medium, 1 risk high/critical, 2 store unavailable or the run failed, 3 bad config.
     """
@@ -46,6 +47,17 @@ def assess_cmd(
     typer.echo(f"run {outcome.run_id}: risk {outcome.risk}; {f['counts']['met']} met, {f['counts']['partly']} partly, "
                f"{f['counts']['not_met']} not met, {f['counts']['not_assessed']} not assessed; "
                f"{outcome.findings} rectification item(s)")
+    cmp, rx = f.get("comparison") or {}, f.get("rectification") or {}
+    if cmp.get("previous_run_id"):
+        n = cmp.get("counts", {})
+        typer.echo(f"since run {cmp['previous_run_id']}: {n.get('improved', 0)} figure(s) improved, "
+                   f"{n.get('regressed', 0)} regressed; {len(rx.get('closed', []))} item(s) closed, "
+                   f"{len(rx.get('reopened', []))} reopened, {len(rx.get('carried', []))} still open")
+    lv = f.get("live") or {}
+    if lv.get("rooms"):
+        p95 = lv.get("alert_latency_s_p95")
+        typer.echo(f"live: {lv['rooms']} rooms x {lv['seconds']:g} s, alert latency p95 "
+                   f"{'n/a' if p95 is None else f'{p95:.3f} s'}, {lv.get('dropped_frames', 0)} frame(s) dropped")
     typer.echo(f"report: {outcome.report_html}")
     typer.echo(f"pdf:    {outcome.report_pdf if outcome.report_pdf else f['pdf']['note']}")
     typer.echo(f"figures: {outcome.figures_json}")

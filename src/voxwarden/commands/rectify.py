@@ -1,4 +1,7 @@
-"""`voxwarden rectify list|update|close`: follow up the rectification items an assessment filed."""
+"""`voxwarden rectify list|show|update|close`: follow up the rectification items an assessment filed.
+
+Re-assessments close items whose control is now met and reopen items whose finding fails again; every
+change (by a person or by an assessment run) is an audit entry, and `show` prints that status history."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import typer
 
 from voxwarden.commands._common import EXIT_FAILED, EXIT_USAGE, err_console
 
-rectify_app = typer.Typer(help="Rectification items found by security assessments: list, update, close.",
+rectify_app = typer.Typer(help="Rectification items found by security assessments: list, show, update, close.",
                           no_args_is_help=True)
 
 UrlOpt = Annotated[str | None, typer.Option("--url", help="Database URL (e.g. postgresql+psycopg://...).")]
@@ -64,7 +67,14 @@ def _item_dict(it) -> dict:
     return {"id": it.id, "finding": it.finding, "title": it.title, "severity": it.severity, "status": it.status,
             "owner": it.owner, "due_date": it.due_date.isoformat() if it.due_date else None,
             "run_id": it.run_id, "evidence_id": it.evidence_id,
+            "updated_at": it.updated_at.isoformat() if it.updated_at else None,
             "closed_at": it.closed_at.isoformat() if it.closed_at else None}
+
+
+def _history_dict(e) -> dict:
+    d = e.details or {}
+    return {"at": e.at.isoformat() if e.at else None, "actor": e.actor, "action": e.action,
+            "status": d.get("status"), "run_id": d.get("run_id"), "details": d}
 
 
 def _append_note(old: str | None, text: str, now: datetime) -> str:
@@ -142,6 +152,52 @@ def list_cmd(
         raise typer.Exit(1)
 
 
+@rectify_app.command("show")
+def show_cmd(
+    item_id: Annotated[str, typer.Argument(help="Rectification item id.")],
+    tenant: TenantOpt = "default",
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object (item + history).")] = False,
+    url: UrlOpt = None,
+    data_dir: DirOpt = Path("voxwarden-data"),
+) -> None:
+    """One item with its notes and status history (its audit entries: created, updated, closed, reopened)."""
+    from voxwarden.store import assessments
+    from voxwarden.store.models import RectificationItem
+    from voxwarden.store.repo import get_scoped
+
+    store = _open(url, data_dir)
+
+    def go():
+        with store.session() as s:
+            tid = _tenant_id(s, tenant)
+            it = get_scoped(s, RectificationItem, tid, item_id)
+            return {**_item_dict(it), "notes": it.notes,
+                    "history": [_history_dict(e) for e in assessments.item_history(s, tid, item_id)]}
+
+    try:
+        row = _run(go)
+    finally:
+        store.dispose()
+    if as_json:
+        typer.echo(json.dumps(row, ensure_ascii=False))
+        return
+    typer.echo(f"{row['id']}  {row['severity']}  {row['status']}  due {row['due_date'] or '-'}  "
+               f"owner {row['owner'] or '-'}")
+    typer.echo(f"{row['finding']}: {row['title']}")
+    if row["run_id"]:
+        typer.echo(f"found by assessment run {row['run_id']}")
+    typer.echo("history:")
+    for h in row["history"]:
+        extra = h["details"].get("evidence") or h["details"].get("note") or h["details"].get("control_status") or ""
+        run = f" run {h['run_id']}" if h["run_id"] else ""
+        typer.echo(f"  {h['at']}  {h['actor']}  {h['action']}{' -> ' + h['status'] if h['status'] else ''}{run}"
+                   f"{'  ' + str(extra) if extra else ''}")
+    if row["notes"]:
+        typer.echo("notes:")
+        for line in row["notes"].splitlines():
+            typer.echo(f"  {line}")
+
+
 @rectify_app.command("update")
 def update_cmd(
     item_id: Annotated[str, typer.Argument(help="Rectification item id.")],
@@ -173,11 +229,14 @@ def update_cmd(
         with store.session() as s:
             tid = _tenant_id(s, tenant)
             old = get_scoped(s, RectificationItem, tid, item_id, lock=True)
+            previous = old.status
             notes = _append_note(old.notes, note, now) if note else None
             it = assessments.update_item(s, tid, item_id, status=status, owner=owner, due_date=due_date,
                                          notes=notes, now=now)
             changed = {k: v for k, v in {"status": status, "owner": owner, "due_date": due, "note": note}.items()
                        if v is not None}
+            if status is not None:
+                changed["previous_status"] = previous  # the status history reads from these entries
             audit.record(s, AuditContext(actor=_actor(), tenant_id=tid), "rectification.update",
                          target_type="rectification_item", target_id=it.id, details=changed)
             return _item_dict(it)
@@ -219,11 +278,13 @@ def close_cmd(
                 from voxwarden.store import ConflictError
 
                 raise ConflictError(f"rectification item {item_id} is already {old.status}")
+            previous = old.status
             notes = _append_note(old.notes, f"closed ({new_status}): {evidence.strip()}", now)
             it = assessments.update_item(s, tid, item_id, status=new_status, notes=notes, now=now)
             audit.record(s, AuditContext(actor=_actor(), tenant_id=tid), "rectification.close",
                          target_type="rectification_item", target_id=it.id,
-                         details={"status": new_status, "evidence": evidence.strip()})
+                         details={"status": new_status, "previous_status": previous,
+                                  "evidence": evidence.strip()})
             return _item_dict(it)
 
     try:

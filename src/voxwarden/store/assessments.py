@@ -16,6 +16,7 @@ from voxwarden.store.models import (
     RUN_STATUSES,
     SEVERITIES,
     AssessmentRun,
+    AuditLog,
     Evidence,
     RectificationItem,
 )
@@ -156,6 +157,42 @@ def list_items(
         RectificationItem.due_date.is_(None), RectificationItem.due_date, RectificationItem.created_at
     )
     return list(session.scalars(q))
+
+
+def items_for_findings(
+    session: Session, tenant_id: str, findings: list[str], *, lock: bool = False
+) -> list[RectificationItem]:
+    """Every item (any run, any status) of the tenant for these findings, oldest first; `lock` takes row
+    locks on PostgreSQL so two re-assessments cannot close or reopen the same item at once."""
+    out: list[RectificationItem] = []
+    uniq = sorted(set(findings))
+    for i in range(0, len(uniq), 500):
+        q = select(RectificationItem).where(RectificationItem.tenant_id == tenant_id,
+                                            RectificationItem.finding.in_(uniq[i:i + 500]))
+        if lock and session.get_bind().dialect.name == "postgresql":
+            q = q.with_for_update()
+        out += list(session.scalars(q.order_by(RectificationItem.created_at, RectificationItem.id)))
+    return out
+
+
+def last_finished_run(
+    session: Session, tenant_id: str, framework: str, *, before: str | None = None
+) -> AssessmentRun | None:
+    """The tenant's newest finished ('done') run of this framework, other than `before`."""
+    q = select(AssessmentRun).where(AssessmentRun.tenant_id == tenant_id, AssessmentRun.framework == framework,
+                                    AssessmentRun.status == "done")
+    if before is not None:
+        q = q.where(AssessmentRun.id != before)
+    return session.scalars(q.order_by(AssessmentRun.finished_at.desc(), AssessmentRun.started_at.desc())
+                           .limit(1)).first()
+
+
+def item_history(session: Session, tenant_id: str, item_id: str) -> list[AuditLog]:
+    """The audit entries about one item (create, update, close, reopen), oldest first: its status history."""
+    get_scoped(session, RectificationItem, tenant_id, item_id)
+    q = select(AuditLog).where(AuditLog.tenant_id == tenant_id, AuditLog.target_type == "rectification_item",
+                               AuditLog.target_id == item_id)
+    return list(session.scalars(q.order_by(AuditLog.seq)))
 
 
 def overdue_items(session: Session, tenant_id: str, today: date) -> list[RectificationItem]:
