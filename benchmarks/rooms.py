@@ -11,10 +11,12 @@ else espeak-ng.
 Per window: latency = receipt of its ``window`` event minus the moment the frame that completed it
 (the event's ``seq``) was due to arrive in real time (the scheduled send time; if the client sent it
 late, the later actual time is used and the client lag is reported separately). Also counted:
-``frame_rejected`` and ``gap`` events, frames the server never acknowledged, and the lag (how long after
-the last frame the last window arrived: a server that keeps up answers within about one frame's
-scoring). A level "held in real time" means p95 <= 1.5 s, nothing rejected or lost, every expected
-window received. Everything is loopback only, bounded in time, and the server is stopped at the end.
+``frame_rejected`` and ``gap`` events, ``windows_skipped`` (the server's overload policy: windows that
+waited past its scoring backlog bound), frames the server never acknowledged, streams closed by the
+server (e.g. a keepalive timeout), and the lag (how long after the last frame the last window arrived: a
+server that keeps up answers within about one frame's scoring). A level "held in real time" means
+p95 <= 1.5 s, nothing rejected, skipped or lost, every expected window received. Everything is loopback
+only, bounded in time, and the server is stopped at the end.
 """
 
 from __future__ import annotations
@@ -177,6 +179,7 @@ class ClientResult:
     latencies: list[float] = field(default_factory=list)
     windows: int = 0
     rejected: int = 0
+    skipped: int = 0  # windows the server skipped under overload (windows_skipped events)
     gaps: int = 0
     sent: int = 0
     max_send_lag: float = 0.0
@@ -211,6 +214,8 @@ async def stream_client(url: str, token: str, room: str, frames: list[bytes], of
                 res.rejected += 1
             elif typ == "gap":
                 res.gaps += 1
+            elif typ == "windows_skipped":
+                res.skipped += int(ev.get("count", 0))
             elif typ == "session_ended":
                 res.stats = ev.get("stats") or {}
                 return
@@ -298,7 +303,8 @@ def main() -> None:
             url = f"ws://127.0.0.1:{srv.port}"
             print(f"server: pid {srv.proc.pid} on {srv.base}, RSS {srv.rss_mib():.0f} MiB", flush=True)  # type: ignore[union-attr]
             hdr = (f"{'rooms':>5} {'windows':>8} {'exp':>5} {'p50 s':>7} {'p95 s':>7} {'max s':>7} "
-                   f"{'silent':>6} {'rej':>4} {'gaps':>4} {'dropped':>7} {'lost':>4} {'end lag s':>9} {'cli lag s':>9} "
+                   f"{'silent':>6} {'rej':>4} {'gaps':>4} {'dropped':>7} {'lost':>4} {'skip':>4} {'end lag s':>9} "
+                   f"{'cli lag s':>9} "
                    f"{'err':>4} "
                    f"{'RSS MiB':>7}  held")
             rows, best = [], None
@@ -319,18 +325,19 @@ def main() -> None:
                               for r, s in zip(results, st, strict=True) if r.stats is not None)
                 unacked += sum(int(s.get("rate_limited", 0)) + int(s.get("missing_frames", 0)) for s in st)
                 lost = sum(int(s.get("windows_lost", 0)) + int(s.get("score_errors", 0)) for s in st)
+                skipped = sum(r.skipped for r in results)
                 silent = sum(int(s.get("windows_silent", 0)) for s in st)
                 errs = [r.error for r in results if r.error]
                 end_lag = max((r.end_lag for r in results if r.end_lag == r.end_lag), default=float("nan"))
                 cli_lag = max(r.max_send_lag for r in results)
                 p95 = pct(lat, 95)
-                held = (not errs and rej == 0 and gaps == 0 and unacked == 0 and lost == 0
+                held = (not errs and rej == 0 and gaps == 0 and unacked == 0 and lost == 0 and skipped == 0
                         and wins + silent >= expected and p95 <= P95_TARGET_S)
                 if held:
                     best = max(best or 0, n)
                 rows.append(f"{n:>5} {wins:>8} {expected:>5} {pct(lat, 50):>7.3f} {p95:>7.3f} "
                             f"{max(lat, default=float('nan')):>7.3f} {silent:>6} {rej:>4} {gaps:>4} "
-                            f"{unacked:>7} {lost:>4} "
+                            f"{unacked:>7} {lost:>4} {skipped:>4} "
                             f"{end_lag:>9.3f} {cli_lag:>9.3f} {len(errs):>4} {srv.rss_mib():>7.0f}  "
                             f"{'yes' if held else 'no'}")
                 print(hdr if len(rows) == 1 else "", end="\n" if len(rows) == 1 else "")
@@ -341,8 +348,9 @@ def main() -> None:
               f"{best if best is not None else 'none of ' + args.rooms}")
         print("exp = full 4 s windows expected (hop 2 s); silent = windows skipped as silence (no event);\n"
               "dropped = frames sent but not counted, rate-limited or missing; lost = windows lost or failed to\n"
-              "score; end lag = last window after the last frame (max over rooms); cli lag = worst client send\n"
-              "delay behind real time (the clients share the CPUs with the server).")
+              "score; skip = windows skipped by the server's overload policy (backlog bound); end lag = last\n"
+              "window after the last frame (max over rooms); cli lag = worst client send delay behind real\n"
+              "time (the clients share the CPUs with the server).")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

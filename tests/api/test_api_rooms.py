@@ -1,5 +1,7 @@
 """Live rooms over WebSocket: auth, hello errors, espeak-ng speech → scored windows stored, duplicates,
-malformed frames, reconnect/restart resume, subscribers, alerts endpoint tenant isolation (SQLite)."""
+malformed frames, reconnect/restart resume, subscribers, alerts endpoint tenant isolation (SQLite);
+overload (a slow model: windows skipped and reported, frames all taken, the socket kept), hostile hellos,
+oversized frames and text floods, 48 kHz through the ingest pool, store hiccups."""
 
 from __future__ import annotations
 
@@ -385,3 +387,257 @@ def test_subscriber_receives_the_rooms_events(live_env: Env, speech16k: np.ndarr
             ws2.receive_json()
         got = receive(other)
         assert got["type"] == "session_started" and got["speaker"] == "dave"
+
+
+# -- overload ------------------------------------------------------------------------------------
+
+
+class SlowDetector:
+    """The real detector, taking `delay` s more per window: a model far slower than real time."""
+
+    def __init__(self, inner: Any, delay: float) -> None:
+        self.inner, self.delay = inner, delay
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def score_windows(self, windows: list[np.ndarray]) -> np.ndarray:
+        import time
+
+        time.sleep(self.delay * len(windows))
+        return self.inner.score_windows(windows)
+
+
+def test_overload_skips_windows_not_frames_and_keeps_reading(tmp_path: Path, sqlite_template: Path,
+                                                             live_detector: Any, speech16k: np.ndarray) -> None:
+    from voxwarden.live import StreamOptions
+
+    db = tmp_path / "voxwarden.db"
+    shutil.copyfile(sqlite_template, db)
+    store = Store(f"sqlite:///{db}", evidence_dir=tmp_path / "evidence", migrate=False)
+    env = make_env(store, SlowDetector(live_detector, 0.4), tmp_path)
+    env.app.state.live.options = StreamOptions(vad=False, max_backlog=4.0)  # at most 2 windows wait
+    try:
+        x = np.concatenate([speech16k, speech16k])[: 16000 * 16]  # 16 s: 7 full windows
+        fr = frames(x)
+        with env.client.websocket_connect(url(env)) as ws:
+            ws.send_text(hello(session="s-o"))
+            assert ws.receive_json()["type"] == "session_started"
+            for f in fr:  # as fast as possible: ~16 s of audio within the 30 s burst allowance
+                ws.send_bytes(f)
+            ws.send_bytes(pack_frame(len(fr), b"\x01"))  # odd length: refused by the reader at once
+            msgs = until(ws, "frame_rejected")
+            ws.send_text(json.dumps({"type": "end"}))
+            msgs += until(ws, "session_ended")
+            with pytest.raises(WebSocketDisconnect) as ei:
+                ws.receive_json()
+            assert ei.value.code == 1000  # ended normally, never closed for slowness
+        scored = of(msgs, "window")
+        skipped = of(msgs, "windows_skipped")
+        stats = of(msgs, "session_ended")[0]["stats"]
+        # the reader answered the last frame while the model was still busy with the backlog
+        before = [m["type"] for m in msgs[:msgs.index(of(msgs, "frame_rejected")[0])]]
+        assert before.count("window") < len(scored)
+        assert skipped and sum(s["count"] for s in skipped) == stats["windows_skipped"] == skipped[-1]["total"]
+        assert stats["frames"] == len(fr) and stats["rejected"] == 1  # every frame taken
+        assert stats["windows_scored"] == len(scored)
+        assert len(scored) + stats["windows_skipped"] >= 7  # every full window judged or reported skipped
+        assert not {w["start"] for w in scored} & {s["start"] for s in skipped}
+    finally:
+        env.app.state.live.stop()
+        env.client.close()
+        store.dispose()
+
+
+# -- hostile input -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("first,needle", [
+    (hello(pad="x" * 17_000), "16384 bytes"),  # oversized hello
+    (b"\xff\xfe\x00 not utf-8", ""),  # binary, not UTF-8
+    ("[" * 5000 + "]" * 5000, ""),  # nested far too deep
+    (json.dumps([1, 2, 3]), "object"),
+    (json.dumps({"type": "end"}), "hello"),
+    (hello(speaker="a|b"), "speaker"),
+    (hello(speaker="bell\x07"), "speaker"),
+    (hello(speaker="x" * 129), "speaker"),
+    (hello(session=" padded "), "session"),
+    (hello(codec="mp3"), "codec"),
+    (hello(channels=6), "channels"),
+    (hello(stream_start=4_102_444_800), "stream_start"),  # 2100: not plausible
+    (hello(sample_rate=True), "sample_rate"),
+    (hello(resume="yes"), "resume"),
+    (hello(version=2), "version"),
+])
+def test_hostile_hello_is_refused_with_a_reason(live_env: Env, first: str | bytes, needle: str) -> None:
+    with live_env.client.websocket_connect(url(live_env)) as ws:
+        if isinstance(first, bytes):
+            ws.send_bytes(first)
+        else:
+            ws.send_text(first)
+        err = receive(ws)
+        assert err["type"] == "bad_hello" and err["fatal"] is True and needle in err["message"]
+        with pytest.raises(WebSocketDisconnect) as ei:
+            ws.receive_json()
+        assert ei.value.code == 1008
+
+
+def test_silent_client_is_refused_after_the_hello_timeout(live_env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    from voxwarden.api import routes_rooms
+
+    monkeypatch.setattr(routes_rooms, "HELLO_TIMEOUT", 0.2)
+    with live_env.client.websocket_connect(url(live_env)) as ws:
+        err = receive(ws)
+        assert err["type"] == "bad_hello" and "no hello" in err["message"]
+        with pytest.raises(WebSocketDisconnect) as ei:
+            ws.receive_json()
+        assert ei.value.code == 1008
+
+
+def test_oversized_and_malformed_frames_and_text_floods_keep_the_stream(live_env: Env,
+                                                                         speech16k: np.ndarray) -> None:
+    from voxwarden.api.routes_rooms import MAX_PENDING_REPLIES
+
+    fr = frames(speech16k[: 16000 * 5])
+    with live_env.client.websocket_connect(url(live_env)) as ws:
+        ws.send_text(hello(speaker="mallory", session="s-m"))
+        assert receive(ws)["type"] == "session_started"
+        ws.send_bytes(pack_frame(0, b"\x00" * (16000 * 2 * 2)))  # 2 s of PCM: over the 1 s frame limit
+        ws.send_bytes(pack_frame(1, b"\x00" * (4 * 1024 * 1024)))  # 4 MiB
+        ws.send_bytes(b"\x00\x00\x00")  # shorter than the header
+        ws.send_bytes(pack_frame(2, b"\x01\x02\x03"))  # odd byte count
+        for i, f in enumerate(fr):  # then real audio, numbered after the refused frames
+            ws.send_bytes(pack_frame(3 + i, f[4:]))
+        flood = MAX_PENDING_REPLIES + 50  # at most MAX_PENDING_REPLIES answers are owed at any time
+        for _ in range(flood):
+            ws.send_text("x" * 20_000)
+        ws.send_text(json.dumps({"type": "end"}))
+        msgs = until(ws, "session_ended")
+    rejected = [m["error"]["type"] for m in of(msgs, "frame_rejected")]
+    assert rejected == ["oversized_frame", "oversized_frame", "malformed_frame", "malformed_frame"]
+    assert all(m["fatal"] is False for m in of(msgs, "unexpected_text"))
+    assert 1 <= len(of(msgs, "unexpected_text")) <= flood
+    stats = of(msgs, "session_ended")[0]["stats"]
+    assert stats["frames"] == len(fr) and stats["rejected"] == 4 and stats["gaps"] == 0
+    assert of(msgs, "window")  # the real audio after the hostile frames was scored
+
+
+def test_48khz_frames_go_through_the_ingest_pool_in_order(live_env: Env, speech16k: np.ndarray) -> None:
+    from voxwarden.audio.resample import resample
+
+    x48 = resample(speech16k[: 16000 * 7], 16000, 48000)
+    pcm = np.clip(np.round(x48 * 32767.0), -32768, 32767).astype("<i2").tobytes()
+    n = 960 * 2  # 20 ms at 48 kHz
+    fr = [pack_frame(i, pcm[j:j + n]) for i, j in enumerate(range(0, len(pcm) - n + 1, n))]
+    with live_env.client.websocket_connect(url(live_env)) as ws:
+        ws.send_text(hello(speaker="hi-fi", sample_rate=48000))
+        assert receive(ws)["type"] == "session_started"
+        for f in fr[:100]:
+            ws.send_bytes(f)
+        ws.send_bytes(pack_frame(100, b"\x01"))  # refused in its place in the sequence
+        for i, f in enumerate(fr[101:], start=101):
+            ws.send_bytes(f if i != 150 else pack_frame(150, b"\x01\x02\x03"))
+        ws.send_text(json.dumps({"type": "end"}))
+        msgs = until(ws, "session_ended")
+    assert [m["seq"] for m in of(msgs, "frame_rejected")] == [100, 150]
+    stats = of(msgs, "session_ended")[0]["stats"]
+    assert stats["frames"] == len(fr) - 2 and stats["gaps"] == 0 and stats["rejected"] == 2
+    assert [w["start"] for w in of(msgs, "window")][:2] == [0.0, 2.0]
+
+
+def test_store_hiccups_are_retried_and_refusals_hold_the_checkpoint(live_env: Env, speech16k: np.ndarray,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from voxwarden.api import live_sink
+    from voxwarden.store import StoreUnavailableError
+
+    monkeypatch.setattr(live_sink, "RETRY_DELAYS", (0.01, 0.01))
+    sink = live_env.app.state.live.tenant(live_env.tenant_a).sink
+    real_alert = sink._alert
+    calls = {"n": 0}
+
+    def flaky_alert(ev: Any) -> None:  # first alert: unavailable once (retried); second: always refused
+        calls["n"] += 1
+        if calls["n"] == 1 or ev.start == 2.0:
+            raise StoreUnavailableError("database is locked")
+        real_alert(ev)
+
+    monkeypatch.setattr(sink, "_alert", flaky_alert)
+    fr = frames(speech16k)
+    with live_env.client.websocket_connect(url(live_env)) as ws:
+        ws.send_text(hello(session="s-f"))
+        receive(ws)
+        for f in fr[:400]:  # 8 s: windows at 0, 2 and 4 s
+            ws.send_bytes(f)
+        msgs = barrier(ws)
+        cp = live_env.app.state.live.checkpoints.load(live_env.tenant_a, "r1", "alice")
+    alerts = of(msgs, "alert")
+    assert [a["start"] for a in alerts] == [0.0, 2.0, 4.0]
+    stored = live_env.client.get("/v1/rooms/r1/alerts", headers=live_env.auth("rooms")).json()["items"]
+    assert sorted(i["key"] for i in stored) == sorted([alerts[0]["key"], alerts[2]["key"]])  # 0 s after a retry
+    assert cp["next_window"] == 2 * 16000  # a restart replays from the refused alert's window
+
+
+def test_keepalive_holds_while_a_slow_model_scores_on_real_uvicorn(tmp_path: Path, sqlite_template: Path,
+                                                                   live_detector: Any,
+                                                                   speech16k: np.ndarray) -> None:
+    """The known problem this design fixes: a handler that reads frames only between scoring calls lets
+    uvicorn's message queue fill, so keepalive pongs go unread and the stream is closed (1011)."""
+    import asyncio
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+    import websockets
+
+    from voxwarden.api import Settings
+    from voxwarden.store import keys
+
+    db = tmp_path / "voxwarden.db"
+    shutil.copyfile(sqlite_template, db)
+    store = Store(f"sqlite:///{db}", evidence_dir=tmp_path / "evidence", migrate=False)
+    app = create_app(Settings(data_dir=tmp_path), store=store, detector=SlowDetector(live_detector, 1.0))
+    with store.session() as s:
+        token = keys.create_api_key(s, keys.create_tenant(s, "ka").id, "rooms", ["rooms"]).token
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, ws="auto", log_level="warning",
+                                           ws_ping_interval=0.2, ws_ping_timeout=0.5, ws_max_queue=16))
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    fr = frames(speech16k[: 16000 * 9])
+    got: list[dict[str, Any]] = []
+
+    async def client() -> int | None:
+        async with websockets.connect(f"ws://127.0.0.1:{port}/v1/rooms/r1/stream?token={token}",
+                                      ping_interval=None, open_timeout=10) as ws:
+            await ws.send(hello(session="s-k"))
+            got.append(json.loads(await ws.recv()))
+
+            async def rx() -> None:
+                async for m in ws:
+                    got.append(json.loads(m))
+
+            t = asyncio.create_task(rx())
+            for f in fr:  # twice real time: the 1 s-per-window model falls far behind
+                await ws.send(f)
+                await asyncio.sleep(0.01)
+            await ws.send(json.dumps({"type": "end"}))
+            await asyncio.wait_for(t, 30)
+            return ws.close_code
+
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            assert time.monotonic() < deadline and th.is_alive()
+            time.sleep(0.05)
+        code = asyncio.run(client())
+    finally:
+        server.should_exit = True
+        th.join(20)
+        store.dispose()
+    assert code == 1000, (code, [m["type"] for m in got])  # not 1011 (keepalive ping timeout)
+    stats = of(got, "session_ended")[0]["stats"]
+    assert stats["frames"] == len(fr) and of(got, "window")
+    assert stats["windows_scored"] + stats["windows_skipped"] + stats["windows_silent"] >= 3

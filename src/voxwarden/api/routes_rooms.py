@@ -7,8 +7,14 @@ scope is refused before the handshake completes (close 1008 → HTTP 403). First
 (its ``room`` must be the path's). Then binary frames (4-byte big-endian seq + payload); each frame's
 events come back as JSON text messages. ``{"type": "end"}`` as text ends the session (tail window,
 ``session_ended``, close 1000); a dropped connection keeps the session ``linger`` s for a resume.
-Scoring runs in a worker thread (``asyncio.to_thread``), one frame at a time per connection, so a slow
-model slows only its own sender and the event loop keeps serving other rooms.
+
+Each stream connection runs two tasks: a reader that takes every frame as it arrives (``ingest``: cheap,
+on the event loop or, for codecs that need decoding, in the live ingest pool; so the socket and its
+keepalive pings stay responsive however busy the model is) and a scorer that scores the session's
+queued windows in the live scoring pool. Under overload the queue grows to
+``StreamOptions.max_backlog`` seconds of windows; beyond it the oldest waiting windows are skipped and
+the client is told (``windows_skipped``). Frames are never dropped and the socket is never closed for
+slowness (docs/live.md, "Overload").
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import deque
 from typing import Annotated, Any
 
 import anyio
@@ -55,6 +62,11 @@ CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008  # auth, bad hello / resume
 CLOSE_INTERNAL = 1011
 CLOSE_TRY_LATER = 1013  # capacity
+
+UNEXPECTED_TEXT = {"type": "unexpected_text", "fatal": False,
+                   "message": 'text messages after the hello: only {"type": "end"}; audio goes in binary frames'}
+MAX_INBOX_BYTES = 1 << 20  # frames waiting for the ingest pool before the reader waits for it (~1 MiB)
+MAX_PENDING_REPLIES = 100  # unexpected_text answers owed at once (a flood of text gets no more)
 
 
 # -- auth ----------------------------------------------------------------------------------------
@@ -127,10 +139,11 @@ def _close_code(e: LiveError) -> int:
     return CLOSE_TRY_LATER if e.code == "capacity" else CLOSE_POLICY
 
 
-def _handle_frame(live: LiveService, tenant_id: str, tl: TenantLive, session: StreamSession,
-                  frame: bytes) -> list[Event]:
-    """Worker thread: score one frame; after a scored window, checkpoint and record the resume point."""
-    events = session.handle(frame)
+def _score_pending(live: LiveService, tenant_id: str, tl: TenantLive, session: StreamSession) -> list[Event]:
+    """Worker thread: score the session's queued windows; after a scored window, checkpoint and record the
+    resume point (after the windows' results and alerts are stored: a crash in between replays them; a
+    window the store did not take holds the checkpoint back, see ``StreamSession.checkpoint``)."""
+    events = session.score_pending()
     if any(isinstance(ev, WindowScored) for ev in events):
         try:
             cp = session.checkpoint()
@@ -139,6 +152,14 @@ def _handle_frame(live: LiveService, tenant_id: str, tl: TenantLive, session: St
         except (OSError, StoreError) as e:  # resumability degrades; the stream goes on
             log.error("checkpoint of %s/%s failed: %s", session.room, session.speaker, e)
     return events
+
+
+def _ingest_many(session: StreamSession, frames: list[bytes]) -> list[Event]:
+    """Ingest pool: take frames in order (decode, resample, queue windows); their immediate events."""
+    out: list[Event] = []
+    for f in frames:
+        out += session.ingest(f)
+    return out
 
 
 def _open(live: LiveService, tenant_id: str, tl: TenantLive, hello: Hello, peer: Peer) -> tuple[StreamSession, Event]:
@@ -208,69 +229,189 @@ async def room_stream(websocket: WebSocket, room_id: str) -> None:
     await asyncio.to_thread(_audit, live.store, ctx, "room.connect", tl.sink.session_row(session.session_id),
                             {"room": hello.room, "speaker": hello.speaker, "session": session.session_id,
                              "codec": hello.codec.codec, "resumed": bool(getattr(started, "resumed", False))})
-    ended = False
-    reason = "disconnect"
+    conn = _Connection(websocket, live, tid, tl, session)
     try:
-        while True:
-            msg = await websocket.receive()
-            if msg["type"] == "websocket.disconnect":
-                break
-            if msg.get("bytes") is not None:
-                events = await asyncio.to_thread(_handle_frame, live, tid, tl, session, msg["bytes"])
-            else:
-                events = await _control(live, tid, tl, session, msg.get("text") or "", websocket)
-                if events is None:
-                    continue
-                ended = True
-            for ev in events:
-                if not await _send(websocket, event_json(ev)):
-                    break
-            live.publish(tid, events)
-            if ended:
-                reason = "end"
-                with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-                    await websocket.close(code=CLOSE_NORMAL, reason="session ended")
-                break
-    except WebSocketDisconnect:
-        pass
-    except LiveError as e:  # fatal for this connection (e.g. the session was closed by a newer hello)
-        reason = e.code
-        await _fatal(websocket, e.to_dict(), _close_code(e))
-    except Exception:  # noqa: BLE001 - keep the server up; the client gets a reason
-        reason = "internal"
-        log.exception("live stream %s/%s failed", session.room, session.speaker)
-        await _fatal(websocket, {"type": "internal", "message": "internal error", "fatal": True}, CLOSE_INTERNAL)
+        await conn.run()
     finally:
-        if live.release(tid, session, owner) and not ended:
+        if live.release(tid, session, owner) and not conn.ended:
             tl.hub.detach(session)
         stats = dict(vars(session.stats))
         target = tl.sink.session_row(session.session_id)
         with anyio.CancelScope(shield=True):  # a cancelled handler (server shutdown) still audits
             await asyncio.to_thread(_audit, live.store, ctx, "room.disconnect", target,
                                     {"room": session.room, "speaker": session.speaker,
-                                     "session": session.session_id, "reason": reason, "stats": stats})
+                                     "session": session.session_id, "reason": conn.reason, "stats": stats})
             reaped = await asyncio.to_thread(live.reap)
         for rt, ev in reaped:
             live.publish(rt, [ev])
 
 
-async def _control(live: LiveService, tid: str, tl: TenantLive, session: StreamSession, text: str,
-                   websocket: WebSocket) -> list[Event] | None:
-    """A text message on the stream: ``{"type": "end"}`` ends the session (its events are returned);
-    anything else is answered with a non-fatal error and ignored (None)."""
-    try:
-        d = json.loads(text) if len(text) <= MAX_HELLO_BYTES else None
-    except ValueError:
-        d = None
-    if isinstance(d, dict) and d.get("type") == "end":
-        events = await asyncio.to_thread(tl.hub.close, session)
+class _Connection:
+    """One stream connection after the hello: a reader task and a scorer task (module docstring).
+
+    The reader ingests frames on the event loop (decode and buffer: tens of microseconds) and wakes the
+    scorer; the scorer scores the queued windows in the scoring pool and sends their events. Outgoing
+    messages are serialised by a lock, so each frame's immediate events and the windows keep their order.
+    ``{"type": "end"}`` is handled by the scorer after the windows queued before it, so ``session_ended``
+    is the last message. When the client disconnects, the scorer still scores what is queued (results and
+    alerts go to the store and watchers) before the session is detached.
+    """
+
+    def __init__(self, websocket: WebSocket, live: LiveService, tid: str, tl: TenantLive,
+                 session: StreamSession) -> None:
+        self.ws, self.live, self.tid, self.tl, self.session = websocket, live, tid, tl, session
+        self.wake = asyncio.Event()
+        self.send_lock = asyncio.Lock()
+        self.ending = False  # "end" received: no more frames, the scorer closes the session
+        self.gone = False  # the client disconnected (or the connection failed): drain and stop
+        self.ended = False  # the session was closed by this connection
+        self.reason = "disconnect"
+        self.fatal: tuple[dict[str, Any], int] | None = None
+        self.replies = 0  # unexpected text messages to answer once the windows queued before them are sent
+        self.cheap = session.cheap_ingest
+        self.inbox: deque[bytes] = deque()  # frames waiting for the ingest pool (codecs that need decoding)
+        self.inbox_bytes = 0
+        self.ingester: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        reader = asyncio.create_task(self._reader())
+        scorer = asyncio.create_task(self._scorer())
+        try:
+            await asyncio.wait({reader, scorer}, return_when=asyncio.FIRST_COMPLETED)
+            if scorer.done():  # ended or failed: nothing more to read
+                reader.cancel()
+            with anyio.CancelScope(shield=True):
+                if not scorer.done():  # the reader ended (disconnect or fatal): frames already read are
+                    if self.ingester is not None:  # ingested, the scorer drains the queue, then stops
+                        await asyncio.gather(self.ingester, return_exceptions=True)
+                    self.gone = True
+                    self.wake.set()
+                await asyncio.gather(reader, scorer, return_exceptions=True)
+        finally:
+            for t in (reader, scorer, self.ingester):
+                if t is not None:
+                    t.cancel()
+        if self.fatal is not None:
+            await _fatal(self.ws, *self.fatal)
+
+    async def send(self, events: list[Event] | list[dict[str, Any]]) -> bool:
+        """Send events (or error dicts) in order; False once the client is gone."""
+        if not events:
+            return True
+        async with self.send_lock:
+            for ev in events:
+                if not await _send(self.ws, event_json(ev)):
+                    return False
+        return True
+
+    async def _reader(self) -> None:
+        try:
+            while True:
+                msg = await self.ws.receive()
+                if msg["type"] == "websocket.disconnect":
+                    return
+                data = msg.get("bytes")
+                if data is not None:
+                    if self.ending:
+                        continue  # after "end": nothing more is taken
+                    if self.cheap and not self.inbox:  # PCM16 at the model rate: microseconds, on the loop
+                        await self._took(self.session.ingest(data))
+                    else:  # decoding/resampling: in the ingest pool, in order, batched
+                        self.inbox.append(data)
+                        self.inbox_bytes += len(data)
+                        if self.ingester is None or self.ingester.done():
+                            self.ingester = asyncio.create_task(self._ingest_inbox())
+                        if self.inbox_bytes > MAX_INBOX_BYTES:  # back-pressure by decoding speed only
+                            await asyncio.shield(self.ingester)
+                    continue
+                if self.ingester is not None:  # "end" and barriers come after the frames before them
+                    await asyncio.shield(self.ingester)
+                if await self._control(msg.get("text") or ""):
+                    self.ending = True
+                    self.wake.set()
+        except WebSocketDisconnect:
+            return
+        except LiveError as e:  # fatal for this connection (e.g. the session was closed by a newer hello)
+            self.reason = e.code
+            self.fatal = (e.to_dict(), _close_code(e))
+        except Exception:  # noqa: BLE001 - keep the server up; the client gets a reason
+            self.reason = "internal"
+            log.exception("live stream %s/%s: reader failed", self.session.room, self.session.speaker)
+            self.fatal = ({"type": "internal", "message": "internal error", "fatal": True}, CLOSE_INTERNAL)
+
+    async def _took(self, events: list[Event]) -> None:
+        """After ingesting: wake the scorer if windows wait, send and publish the immediate events."""
+        if self.session.pending:
+            self.wake.set()
+        if events:
+            await self.send(events)
+            self.live.publish(self.tid, events)
+
+    async def _ingest_inbox(self) -> None:
+        """Ingest queued frames in the live ingest pool until the inbox is empty (one task at a time)."""
+        loop = asyncio.get_running_loop()
+        while self.inbox:
+            batch = list(self.inbox)
+            self.inbox.clear()
+            self.inbox_bytes = 0
+            events = await loop.run_in_executor(self.live.ingest_pool, _ingest_many, self.session, batch)
+            await self._took(events)
+
+    async def _scorer(self) -> None:
+        try:
+            while True:
+                await self.wake.wait()
+                self.wake.clear()
+                if self.session.pending:
+                    events = await asyncio.get_running_loop().run_in_executor(
+                        self.live.score_pool, _score_pending, self.live, self.tid, self.tl, self.session)
+                    if events:
+                        if not self.gone:
+                            await self.send(events)
+                        self.live.publish(self.tid, events)
+                    if self.session.pending:
+                        self.wake.set()
+                        continue
+                if self.replies and not self.gone:
+                    n, self.replies = self.replies, 0
+                    await self.send([UNEXPECTED_TEXT] * n)
+                if self.ending:
+                    await self._end()
+                    return
+                if self.gone:
+                    return
+        except Exception:  # noqa: BLE001 - keep the server up; the client gets a reason
+            self.reason = "internal"
+            log.exception("live stream %s/%s: scorer failed", self.session.room, self.session.speaker)
+            self.fatal = ({"type": "internal", "message": "internal error", "fatal": True}, CLOSE_INTERNAL)
+
+    async def _end(self) -> None:
+        """``{"type": "end"}``: close the session (tail window, ``session_ended``), then the socket."""
+        events = await asyncio.to_thread(self.tl.hub.close, self.session)
         if any(isinstance(ev, SessionEnded) for ev in events):
-            live.checkpoints.delete(tid, session.room, session.speaker)
-        return events
-    await _send(websocket, json.dumps({"type": "unexpected_text", "fatal": False,
-                                       "message": 'text messages after the hello: only {"type": "end"}; '
-                                                  'audio goes in binary frames'}))
-    return None
+            self.live.checkpoints.delete(self.tid, self.session.room, self.session.speaker)
+        self.ended = True
+        self.reason = "end"
+        await self.send(events)
+        self.live.publish(self.tid, events)
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            if self.ws.application_state == WebSocketState.CONNECTED:
+                await self.ws.close(code=CLOSE_NORMAL, reason="session ended")
+
+    async def _control(self, text: str) -> bool:
+        """A text message on the stream: True for ``{"type": "end"}``. Anything else is answered with a
+        non-fatal ``unexpected_text`` by the scorer, after the events of the windows queued before it (so
+        clients can use it as an in-order barrier), and otherwise ignored."""
+        try:
+            d = json.loads(text) if len(text) <= MAX_HELLO_BYTES else None
+        except ValueError:
+            d = None
+        if isinstance(d, dict) and d.get("type") == "end":
+            return True
+        if self.replies < MAX_PENDING_REPLIES:
+            self.replies += 1
+        self.wake.set()
+        return False
 
 
 # -- subscription --------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from voxwarden.live.events import (
     SessionEnded,
     SessionStarted,
     WindowScored,
+    WindowsSkipped,
     alert_key,
 )
 from voxwarden.live.room import Hub, Room
@@ -77,6 +78,7 @@ __all__ = [
     "StreamOptions",
     "StreamSession",
     "WindowScored",
+    "WindowsSkipped",
     "alert_key",
     "load_rules",
     "load_rules_file",

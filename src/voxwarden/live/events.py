@@ -196,6 +196,21 @@ class GapDetected(Event):
 
 
 @dataclass
+class WindowsSkipped(Event):
+    """Overload: complete windows waited longer than the backlog bound allows and were skipped, oldest
+    first, without being scored. Their frames were taken (acknowledged) and stay on the timeline; only the
+    judgement of ``start``..``end`` (stream seconds) is missing. ``total`` counts the session's skips."""
+
+    type: ClassVar[str] = "windows_skipped"
+    session: str = ""
+    count: int = 0
+    start: float = 0.0
+    end: float = 0.0
+    reason: str = "backlog"
+    total: int = 0
+
+
+@dataclass
 class SessionEnded(Event):
     """The session was closed; carries its final counters."""
 

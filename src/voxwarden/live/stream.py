@@ -2,10 +2,19 @@
 
 Windowing is the file scan's: windows of ``card.window`` seconds every ``card.hop`` seconds (window k
 covers stream time [k*hop, k*hop + window)), scored by the same ``Detector.score_windows`` and
-calibration, so figures measured offline hold live. A window is scored inside the ``push`` call whose
-frame completes it (synchronous: no thread, no queue; latency = that call's duration). The server should
-call ``push`` off its event loop (e.g. ``asyncio.to_thread``), one caller per session at a time; a lock
-makes concurrent pushes to one session (an old and a resumed connection) safe, not fast.
+calibration, so figures measured offline hold live.
+
+Two stages, so a server can keep reading frames while the model works:
+
+* ``ingest(frame)`` (cheap: decode, acknowledge, ring buffer) cuts every window the frame completes and
+  queues it for scoring. At most ``StreamOptions.max_backlog`` seconds of windows wait; when more are
+  due, the oldest waiting ones are skipped (counted, ``WindowsSkipped`` event). Frames are never dropped.
+* ``score_pending()`` (VAD, model, rules; seconds of CPU under load) scores the queue in order. It takes
+  the state lock only to pick up and retire windows, so ``ingest`` never waits for the model.
+
+``handle``/``push`` do both in one call (the synchronous form, used offline and by simple callers).
+One ingesting caller and one scoring caller per session at a time is the intended use; locks make
+anything else (an old and a resumed connection at once) safe, not fast.
 
 Frames carry sequence numbers: a number at or below ``last_acked_seq`` is a duplicate and ignored (so a
 resuming client may resend from anywhere); a jump is a gap, counted, filled with silence when short
@@ -36,6 +45,7 @@ from voxwarden.live.codecs import (
     split_frame,
 )
 from voxwarden.live.events import (
+    Alert,
     Event,
     EventSink,
     FrameError,
@@ -49,6 +59,7 @@ from voxwarden.live.events import (
     SessionEnded,
     SessionStarted,
     WindowScored,
+    WindowsSkipped,
     emit,
     log,
 )
@@ -56,6 +67,7 @@ from voxwarden.live.rules import DEFAULT_ROOM_TYPE, RulesEngine
 
 MAX_HELLO_BYTES = 16 * 1024
 MAX_ID_LENGTH = 128
+MAX_MARKS = 30_000  # frame marks kept to hold a checkpoint before an unstored window (10 min of 20 ms)
 HELLO_KEYS = ("type", "room", "speaker", "codec", "sample_rate", "channels", "session", "resume",
               "stream_start", "version")
 
@@ -283,6 +295,9 @@ class StreamOptions:
     watermark_every: float = 8.0  # stream seconds between watermark checks (a check costs ~0.2-1 s CPU)
     max_speed: float | None = 2.0  # audio may arrive at most this much faster than real time (None: no
     burst: float = 30.0  # limit) after a head start of this many seconds (a resume's backlog)
+    # overload: seconds of complete windows (window starts `hop` apart) that may wait for scoring; when
+    # more are due the oldest waiting ones are skipped and counted (None: no bound)
+    max_backlog: float | None = 10.0
 
 
 @dataclass
@@ -300,6 +315,7 @@ class SessionStats:
     windows_scored: int = 0
     windows_silent: int = 0
     windows_lost: int = 0
+    windows_skipped: int = 0  # overload: waited past the backlog bound, not scored
     alerts: int = 0
     sink_failures: int = 0
     watermark_errors: int = 0
@@ -354,9 +370,12 @@ class StreamSession:
         self._next_win = 0  # absolute start of the next grid window
         self._last_frame_native = 0  # samples (at the codec rate) of the last decoded frame
         self._covered_to = 0  # end of the last window considered (scored or skipped)
-        # complete windows not yet scored: (start, end, samples, watermark span samples when a check is due)
-        self._pending: list[tuple[int, int, np.ndarray, np.ndarray | None]] = []
-        self._lock = threading.Lock()
+        # complete windows not yet scored, oldest first; the first `_inflight` are being scored right now
+        self._pending: list[_Pending] = []
+        self._inflight = 0
+        self._unsaved_from: int | None = None  # start of the oldest window whose result the sink refused
+        self._lock = threading.Lock()  # state: timeline, ring, queue, counters (held briefly)
+        self._score_lock = threading.Lock()  # one scorer at a time, windows in order (held while scoring)
         self._clock = clock
         # (seq, stream position of its first sample) of frames from just before the next window on:
         # a checkpoint restarts there so a restored session rescores the same windows from the same audio.
@@ -383,30 +402,54 @@ class StreamSession:
                               window=self.window_n / self.sr, hop=self.hop_n / self.sr,
                               model=getattr(self.detector, "model_id", None))
 
+    @property
+    def cheap_ingest(self) -> bool:
+        """Whether ``ingest`` costs only microseconds (PCM16 at the model's rate: no decoder, no
+        resampler), so a server may call it on its event loop; otherwise call it in a worker thread."""
+        return self.hello.codec.codec == "pcm16" and self._resampler is None
+
+    @property
+    def pending(self) -> int:
+        """Complete windows waiting to be scored (including any being scored right now)."""
+        with self._lock:
+            return len(self._pending)
+
     def handle(self, data: bytes | bytearray | memoryview) -> list[Event]:
-        """Take one binary frame (4-byte sequence number + payload). Never raises for a bad frame: the
-        refusal comes back (and goes to the sink) as a ``FrameRejected`` event. Raises only the fatal
-        ``SessionClosedError``."""
+        """Take one binary frame (4-byte sequence number + payload) and score what it completes. Never
+        raises for a bad frame: the refusal comes back (and goes to the sink) as a ``FrameRejected`` event.
+        Raises only the fatal ``SessionClosedError``."""
+        events = self.ingest(data)
+        return events + self.score_pending()
+
+    def push(self, seq: int, payload: bytes) -> list[Event]:
+        """Take frame ``seq`` and score what it completes; returns the events (also sent to the sink).
+        Raises a ``FrameError`` for a bad frame (see ``ingest_frame``)."""
+        events = self.ingest_frame(seq, payload)
+        return events + self.score_pending()
+
+    def ingest(self, data: bytes | bytearray | memoryview) -> list[Event]:
+        """Take one binary frame without scoring (cheap: the windows it completes are queued for
+        ``score_pending``). A bad frame comes back as ``FrameRejected``; raises only ``SessionClosedError``."""
         seq: int | None = None
         try:
             seq, payload = split_frame(data)
-            return self.push(seq, payload)
+            return self.ingest_frame(seq, payload)
         except FrameError as e:
-            if seq is None:
-                with self._lock:
+            with self._lock:
+                if seq is None:
                     self.stats.rejected += 1
-            ev = [FrameRejected(room=self.room, speaker=self.speaker, session=self.session_id, seq=seq,
-                                error=e.to_dict())]
-            self.stats.sink_failures += emit(self.sink, ev)
+            ev: list[Event] = [FrameRejected(room=self.room, speaker=self.speaker, session=self.session_id,
+                                             seq=seq, error=e.to_dict())]
+            self._emit(ev)
             return ev
 
-    def push(self, seq: int, payload: bytes) -> list[Event]:
-        """Take frame ``seq``; returns the events it caused (also sent to the sink). Raises a
+    def ingest_frame(self, seq: int, payload: bytes) -> list[Event]:
+        """Take frame ``seq`` (acknowledge, decode, buffer, queue completed windows); returns the events it
+        caused at once (gap, windows skipped by the backlog bound), also sent to the sink. Raises a
         ``FrameError`` for a bad frame (the session stays usable; its number counts as received, except
         after ``RateLimitedError``: that frame must be sent again)."""
         if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_SEQ:
             raise MalformedFrameError(f"sequence number must be an integer in 0..{MAX_SEQ}, got {seq!r}")
-        t0 = time.perf_counter()
         with self._lock:
             if self.closed:
                 raise SessionClosedError(f"session {self.session_id} of {self.speaker} is closed")
@@ -430,47 +473,75 @@ class StreamSession:
                 self._audio_in += x.size
                 self._marks.append((seq, self._native_pos()))
                 self._feed(x)
-            events += self._drain_windows(t0)
+            events += self._enforce_backlog()
             self.stats.seconds = self.position
-        self.stats.sink_failures += emit(self.sink, events)
+        self._emit(events)
         return events
 
+    def score_pending(self) -> list[Event]:
+        """Score the queued windows in order (VAD, model, calibration, watermark, rules); returns their
+        events (also sent to the sink). The model runs without the state lock, so frames keep coming in."""
+        out: list[Event] = []
+        with self._score_lock:
+            while True:
+                with self._lock:
+                    batch = list(self._pending)
+                    self._inflight = len(batch)
+                if not batch:
+                    return out
+                try:
+                    events = self._score(batch)
+                    self._emit(events)  # stored before the windows leave the queue (and the checkpoint)
+                finally:
+                    with self._lock:
+                        del self._pending[:self._inflight]  # backlog skips never touch the in-flight head
+                        self._inflight = 0
+                        self._prune_marks()
+                out += events
+
     def close(self) -> list[Event]:
-        """End the stream: score the unscored tail (if long enough) and emit ``SessionEnded``."""
-        t0 = time.perf_counter()
+        """End the stream: score what is queued and the unscored tail (if long enough), emit ``SessionEnded``."""
         with self._lock:
             if self.closed:
                 return []
-            events: list[Event] = []
             if self._resampler is not None:
                 self._append(self._resampler.flush())
-            events += self._drain_windows(t0)
             end = self._ring.end
             start = max(self._valid_from, end - self.window_n, end - self._ring.capacity)
             if end - max(self._covered_to, start) >= self.options.min_tail * self.sr and end > start:
-                events += self._score([(start, end)], t0)
+                self._covered_to = end
+                self._pending.append(_Pending(start, end, self._ring.read(start, end), None,
+                                              self.last_acked_seq, time.perf_counter()))
             self.closed = True
+        events = self.score_pending()
+        with self._lock:
             self.stats.seconds = self.position
-            events.append(SessionEnded(room=self.room, speaker=self.speaker, session=self.session_id,
-                                       stats=asdict(self.stats)))
-        self.stats.sink_failures += emit(self.sink, events)
-        return events
+            ended = SessionEnded(room=self.room, speaker=self.speaker, session=self.session_id,
+                                 stats=asdict(self.stats))
+        self._emit([ended])
+        return [*events, ended]
 
     def checkpoint(self) -> SessionCheckpoint:
         """What a store must keep so that, after a server crash, a resumed stream continues on the same
-        timeline (same window grid, same alert keys) and frames already handled are not scored twice."""
+        timeline (same window grid, same alert keys) and frames already handled are not scored twice.
+
+        It points back to the frame that opens the oldest window not yet scored (queued windows count as
+        not scored: a crash loses them, the replay scores them)."""
         with self._lock:
             c = self.hello.codec
             rules = self.rules.export_state(self.room, self.speaker) if self.rules is not None else {}
             position, acked = self._ring.end, self.last_acked_seq
-            if self._marks and self._marks[0][1] <= self._next_win:  # restart at the frame that opens
-                seq, position = self._marks[0]  # the next window: its audio will be sent again
+            frontier = self._frontier()
+            stats = asdict(self.stats)
+            if self._marks and self._marks[0][1] <= frontier:  # restart at the frame that opens the
+                seq, position = self._marks[0]  # oldest unscored window: its audio will be sent again
                 acked = seq - 1 if seq > 0 else None
+                stats["frames"] = max(0, stats["frames"] - len(self._marks))  # they will be counted again
             return SessionCheckpoint(
                 room=self.room, speaker=self.speaker, session=self.session_id, codec=c.codec,
                 sample_rate=c.sample_rate, channels=c.channels, stream_start=self.stream_start,
                 last_acked_seq=acked, model_rate=self.sr, position=position,
-                next_window=self._next_win, rules=rules, stats=asdict(self.stats))
+                next_window=frontier, rules=rules, stats=stats)
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -563,7 +634,8 @@ class StreamSession:
         return self._anchor + (self._native * self.sr) // self._decoder.sample_rate
 
     def _append(self, y: np.ndarray) -> None:
-        """Add model-rate samples, in pieces of at most one hop so no window leaves the ring unscored."""
+        """Add model-rate samples, in pieces of at most one hop so every window is cut (copied into the
+        scoring queue) before the ring overwrites it."""
         for i in range(0, y.size, self.hop_n):
             self._ring.write(y[i:i + self.hop_n])
             while self._next_win + self.window_n <= self._ring.end:
@@ -572,62 +644,110 @@ class StreamSession:
                 if self.watermark is not None and e >= self._wm_next:
                     lo = max(self._valid_from, e - self.wm_span_n, self._ring.end - self._ring.capacity)
                     wm = self._ring.read(lo, e)
-                self._pending.append((s, e, self._ring.read(s, e), wm))
+                    self._wm_next = e + self.wm_every_n
+                self._pending.append(_Pending(s, e, self._ring.read(s, e), wm, self.last_acked_seq,
+                                              time.perf_counter()))
+                self._covered_to = max(self._covered_to, e)
                 self._next_win += self.hop_n
-                while len(self._marks) > 1 and self._marks[1][1] <= self._next_win:
-                    self._marks.popleft()
+                self._prune_marks()
 
-    def _drain_windows(self, t0: float) -> list[Event]:
-        pending, self._pending = self._pending, []
-        if not pending:
+    def _frontier(self) -> int:
+        """Start sample of the oldest window not yet scored (queued, being scored, or the next to cut),
+        or of an older one whose result the sink failed to store."""
+        f = self._pending[0].start if self._pending else self._next_win
+        return f if self._unsaved_from is None else min(f, self._unsaved_from)
+
+    def _prune_marks(self) -> None:
+        """Keep frame marks from the frame that holds the frontier's first sample on."""
+        if self._unsaved_from is not None and len(self._marks) > MAX_MARKS:  # the store has been refusing
+            log.error("%s/%s: results unstored for %d frames; checkpoints move on without them", self.room,
+                      self.speaker, len(self._marks))
+            self._unsaved_from = None
+        f = self._frontier()
+        while len(self._marks) > 1 and self._marks[1][1] <= f:
+            self._marks.popleft()
+
+    def _enforce_backlog(self) -> list[Event]:
+        """Overload policy: skip the oldest waiting windows beyond ``max_backlog`` seconds of them."""
+        if self.options.max_backlog is None:
             return []
-        return self._score([(s, e) for s, e, _, _ in pending], t0, [w for _, _, w, _ in pending],
-                           [m for _, _, _, m in pending])
+        limit = max(1, int(self.options.max_backlog * self.sr) // self.hop_n)
+        waiting = len(self._pending) - self._inflight
+        if waiting <= limit:
+            return []
+        k = waiting - limit
+        lo = self._inflight
+        skipped = self._pending[lo:lo + k]
+        del self._pending[lo:lo + k]
+        self.stats.windows_skipped += k
+        self._prune_marks()
+        log.warning("%s/%s: scoring backlog over %.0f s, skipped %d window(s)", self.room, self.speaker,
+                    self.options.max_backlog, k)
+        return [WindowsSkipped(room=self.room, speaker=self.speaker, session=self.session_id, count=k,
+                               start=round(skipped[0].start / self.sr, 3), end=round(skipped[-1].end / self.sr, 3),
+                               reason="backlog", total=self.stats.windows_skipped)]
 
-    def _score(self, spans: list[tuple[int, int]], t0: float, arrays: list[np.ndarray] | None = None,
-               marks: list[np.ndarray | None] | None = None) -> list[Event]:
-        if arrays is None:
-            arrays = [self._ring.read(s, e) for s, e in spans]
-        if marks is None:
-            marks = [None] * len(spans)
-        keep: list[tuple[int, int, np.ndarray, float, np.ndarray | None]] = []
-        for (s, e), w, m in zip(spans, arrays, marks, strict=True):
-            self._covered_to = max(self._covered_to, e)
-            frac = self._speech_fraction(w)
-            if frac is None:
-                self.stats.windows_silent += 1
+    def _emit(self, events: list[Event]) -> None:
+        """Hand events to the sink. One that fails is logged and counted; when it is a window's result or
+        alert, the checkpoint stays before that window (``_unsaved_from``) so a replay stores it."""
+        if not events or self.sink is None:
+            return
+        for ev in events:
+            if emit(self.sink, [ev]) == 0:
                 continue
-            keep.append((s, e, w, frac, m))
+            with self._lock:
+                self.stats.sink_failures += 1
+                if isinstance(ev, WindowScored | Alert):
+                    at = int(round(float(ev.start) * self.sr)) // self.hop_n * self.hop_n  # on the grid
+                    self._unsaved_from = at if self._unsaved_from is None else min(self._unsaved_from, at)
+
+    def _score(self, batch: list[_Pending]) -> list[Event]:
+        """Score a batch of queued windows (no state lock held: VAD and model are the slow part)."""
+        keep: list[tuple[_Pending, float]] = []
+        silent = 0
+        for p in batch:
+            frac = self._speech_fraction(p.samples)
+            if frac is None:
+                silent += 1
+                continue
+            keep.append((p, frac))
+        if silent:
+            with self._lock:
+                self.stats.windows_silent += silent
         if not keep:
             return []
         try:
-            raw = self.detector.score_windows([k[2] for k in keep])
+            raw = self.detector.score_windows([p.samples for p, _ in keep])
             raw = np.atleast_1d(np.asarray(raw, dtype=np.float64))
             probs = np.atleast_1d(np.asarray(self.detector.calibrate(raw), dtype=np.float64))
             if raw.shape != (len(keep),) or probs.shape != raw.shape:
                 raise ValueError(f"model returned {raw.shape} scores for {len(keep)} windows")
         except Exception:  # noqa: BLE001 - a model failure on odd audio must not end the stream
-            self.stats.score_errors += len(keep)
+            with self._lock:
+                self.stats.score_errors += len(keep)
             log.exception("scoring %d window(s) of %s/%s failed", len(keep), self.room, self.speaker)
             return []
         threshold = float(self.detector.threshold)
         model = getattr(self.detector, "model_id", None)
         events: list[Event] = []
-        for (s, e, _w, frac, m), r, p in zip(keep, raw, probs, strict=True):
+        n_alerts = 0
+        for (p, frac), r, pr in zip(keep, raw, probs, strict=True):
             ev = WindowScored(
-                room=self.room, speaker=self.speaker, session=self.session_id, index=s // self.hop_n,
-                start=round(s / self.sr, 3), end=round(e / self.sr, 3), stream_start=self.stream_start,
-                score=float(r), probability=float(p), flagged=bool(p >= threshold),
-                speech_fraction=round(frac, 3), seq=self.last_acked_seq, model=model,
-                watermark=self._check_watermark(m, e),
+                room=self.room, speaker=self.speaker, session=self.session_id, index=p.start // self.hop_n,
+                start=round(p.start / self.sr, 3), end=round(p.end / self.sr, 3), stream_start=self.stream_start,
+                score=float(r), probability=float(pr), flagged=bool(pr >= threshold),
+                speech_fraction=round(frac, 3), seq=p.seq, model=model,
+                watermark=self._check_watermark(p.mark),
             )
-            ev.latency_ms = round((time.perf_counter() - t0) * 1000.0, 3)
-            self.stats.windows_scored += 1
+            ev.latency_ms = round((time.perf_counter() - p.cut_at) * 1000.0, 3)
             events.append(ev)
             if self.rules is not None:
                 alerts = self.rules.evaluate(ev, self.room_type)
-                self.stats.alerts += len(alerts)
+                n_alerts += len(alerts)
                 events.extend(alerts)
+        with self._lock:
+            self.stats.windows_scored += len(keep)
+            self.stats.alerts += n_alerts
         return events
 
     def _speech_fraction(self, w: np.ndarray) -> float | None:
@@ -642,17 +762,30 @@ class StreamSession:
         frac = min(1.0, self.speech_meter(w, self.sr) / (w.size / self.sr))
         return frac if frac >= self.options.min_speech_fraction else None
 
-    def _check_watermark(self, w: np.ndarray | None, end: int) -> dict[str, Any] | None:
-        """Run the checker on the span captured with this window when a check is due (else None)."""
-        if self.watermark is None or w is None or end < self._wm_next:
+    def _check_watermark(self, w: np.ndarray | None) -> dict[str, Any] | None:
+        """Run the checker on the span captured with this window (a check was due when it was cut)."""
+        if self.watermark is None or w is None:
             return None
-        self._wm_next = end + self.wm_every_n
         try:
             res = self.watermark(w, self.sr)
         except Exception as e:  # noqa: BLE001 - a checker bug must not end the stream
-            self.stats.watermark_errors += 1
+            with self._lock:
+                self.stats.watermark_errors += 1
             return {"error": f"{type(e).__name__}: {e}"}
         return _watermark_dict(res)
+
+
+@dataclass
+class _Pending:
+    """A complete window waiting to be scored: stream samples [start, end) at the model rate, a copy of
+    its audio, the watermark span when a check is due, the frame that completed it and when."""
+
+    start: int
+    end: int
+    samples: np.ndarray
+    mark: np.ndarray | None
+    seq: int | None
+    cut_at: float
 
 
 def _watermark_dict(res: Any) -> dict[str, Any]:
