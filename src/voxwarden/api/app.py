@@ -50,6 +50,10 @@ class Metrics:
                                 ["error"], registry=self.registry)
         self.verifications = Counter("voxwarden_verifications_total", "Verify requests, by verdict.",
                                      ["verdict"], registry=self.registry)
+        self.jobs = Counter("voxwarden_jobs_total", "Scan jobs by event (queued, done, failed, requeued).",
+                            ["outcome"], registry=self.registry)
+        self.marks = Counter("voxwarden_mark_requests_total", "Mark endpoint calls, by operation.",
+                             ["op"], registry=self.registry)
 
 
 class _BodyTooLarge(Exception):
@@ -166,7 +170,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if app.state.webhooks is not None:
             app.state.webhooks.start()
+        await asyncio.to_thread(app.state.jobs.start)  # requeues jobs of dead workers first
         yield
+        await asyncio.to_thread(app.state.jobs.stop)
         await asyncio.to_thread(app.state.live.stop)  # the live reaper, before the store goes
         if app.state.webhooks is not None:
             await asyncio.to_thread(app.state.webhooks.stop)
@@ -210,8 +216,28 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
                                      on_webhook=app.state.webhooks.wake if app.state.webhooks else None)
     except RulesError as e:  # a bad rules file stops the start, naming file and line
         raise SettingsError(f"rules_path: {e}") from e
-    app.include_router(scan_router)
-    app.include_router(rooms_router)
+    from voxwarden.api.responses import ERROR_RESPONSES
+
+    app.include_router(scan_router, responses=ERROR_RESPONSES)
+    app.include_router(rooms_router, responses=ERROR_RESPONSES)
+    from voxwarden.api.jobs_worker import JobWorkers
+    from voxwarden.api.routes_jobs import router as jobs_router
+    from voxwarden.api.routes_mark import router as mark_router
+    from voxwarden.api.routes_scan import tenant_verifier
+    from voxwarden.api.tenant_keys import TenantKeys
+
+    # long uploads: spooled jobs scored by background threads (docs/api.md "Jobs")
+    app.state.jobs = JobWorkers(store, detector, settings.data_dir / "spool", workers=settings.job_workers,
+                                lease_seconds=settings.job_lease_seconds, max_attempts=settings.job_max_attempts,
+                                metrics=metrics, verifier_for=lambda tenant: tenant_verifier(app.state, tenant),
+                                tenant_keys=TenantKeys(settings.data_dir / "tenant-keys"),  # per-tenant mark keys
+                                result_hours=settings.job_result_hours)
+    app.state.tenant_keys = app.state.jobs.tenant_keys
+    app.include_router(jobs_router, responses=ERROR_RESPONSES)
+    app.include_router(mark_router, responses=ERROR_RESPONSES)
+    from voxwarden.api.console import install_console
+
+    install_console(app)  # review console: /console pages + /console/static (docs/console.md)
 
     @app.get(f"/{API_VERSION}/health", tags=["service"], summary="Liveness and readiness (no key needed)")
     async def health(request: Request) -> JSONResponse:
@@ -242,4 +268,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes + MULTIPART_OVERHEAD,
                        upload_limit=settings.max_upload_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    if settings.trusted_proxies:  # outermost: everything after it sees the forwarded client address
+        from voxwarden.api.proxy import ProxyHeadersMiddleware
+
+        app.add_middleware(ProxyHeadersMiddleware, trusted=settings.trusted_proxies)
     return app

@@ -24,7 +24,9 @@ import math
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +49,7 @@ from voxwarden.live import (
     StreamSession,
     WindowScored,
 )
-from voxwarden.store import Store
+from voxwarden.store import Store, StoreUnavailableError
 from voxwarden.store import alerts as alert_repo
 from voxwarden.store import rooms as room_repo
 from voxwarden.store.models import Room as RoomRow
@@ -57,6 +59,7 @@ from voxwarden.store.rooms import Peer
 log = logging.getLogger("voxwarden.api.live")
 
 MAX_CHECKPOINT_BYTES = 1_000_000
+RETRY_DELAYS = (0.2, 1.0)  # seconds before retrying a store write that failed as unavailable
 SUBSCRIBER_QUEUE = 1000  # events a slow subscriber may lag behind before it misses some
 
 
@@ -267,14 +270,28 @@ class StoreSink:
         return r.session_row if r is not None else None
 
     def __call__(self, ev: Event) -> None:
+        """Persist one event; a store that is briefly unavailable (lock timeout, lost connection) is
+        retried ``len(RETRY_DELAYS)`` times, every write being idempotent. Then the error is raised."""
         if isinstance(ev, SessionStarted):
-            self._started(ev)
+            write = self._started
         elif isinstance(ev, WindowScored):
-            self._window(ev)
+            write = self._window
         elif isinstance(ev, Alert):
-            self._alert(ev)
+            write = self._alert
         elif isinstance(ev, SessionEnded):
-            self._ended(ev)
+            write = self._ended
+        else:
+            return
+        for delay in (*RETRY_DELAYS, None):
+            try:
+                write(ev)  # type: ignore[arg-type]
+                return
+            except StoreUnavailableError as e:
+                if delay is None:
+                    raise
+                log.warning("store unavailable for a %s event of %s/%s, retrying: %s", ev.type, ev.room,
+                            ev.speaker, e)
+                time.sleep(delay)
 
     def _rows(self, room: str, speaker: str, session: str) -> _SessionRow:
         with self._lock:
@@ -359,6 +376,8 @@ class LiveService:
     checkpoint_every: int = 1  # save a checkpoint after every this many frames that scored a window
     room_type_of: Callable[[str], str] | None = None
     reap_interval: float = 5.0  # seconds between closing sessions whose linger ran out
+    ingest_threads: int = 2  # threads decoding/resampling frames of codecs that need it
+    score_threads: int | None = None  # threads scoring windows (VAD + model); None: the CPU count (2..8)
     broadcaster: Broadcaster = field(default_factory=Broadcaster)
     webhooks: WebhookConfig | None = None  # None: alert webhook actions are stored, not sent
     on_webhook: Callable[[], None] | None = None  # called after a new delivery was queued
@@ -373,6 +392,13 @@ class LiveService:
         self._rules_holder = RulesHolder(self.rules_path) if self.rules_path is not None else None
         self._stop = threading.Event()
         self._reaper: threading.Thread | None = None
+        # frames that need decoding or resampling (Opus, 8/48 kHz) are ingested here, never behind a
+        # model call in the default pool, so a busy model cannot stall reading the sockets
+        self.ingest_pool = ThreadPoolExecutor(max_workers=self.ingest_threads, thread_name_prefix="vw-live-ingest")
+        # windows are scored in their own pool: a room backlog never queues ahead of the HTTP side's
+        # worker threads (uploads, auth, store calls use the default pool)
+        n = self.score_threads or min(8, max(2, os.cpu_count() or 2))
+        self.score_pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="vw-live-score")
 
     def start_reaper(self) -> None:
         """Start (once) the daemon thread that ends lingering sessions every ``reap_interval`` s and
@@ -395,6 +421,8 @@ class LiveService:
         """Stop the reaper (server shutdown). Sessions are not ended: their checkpoints let clients
         resume on the next start."""
         self._stop.set()
+        self.ingest_pool.shutdown(wait=False, cancel_futures=True)
+        self.score_pool.shutdown(wait=False, cancel_futures=True)
         t = self._reaper
         if t is not None and t is not threading.current_thread():
             t.join(timeout=10)

@@ -5,17 +5,21 @@ Uploads are read into memory up to the size limit (413 beyond it) and hashed; th
 only ever stored as text, never used as a path: `verify` writes the bytes to a fresh temp directory
 under their sha256. Scoring runs in worker threads (`asyncio.to_thread`), at most
 `Settings.max_concurrent_scans` at once. An `Idempotency-Key` makes a retry return the stored result
-instead of scoring again (same key, other bytes → 409).
+instead of scoring again (same key, other bytes → 409). An upload longer than `Settings.sync_max_seconds`
+(declared duration) or larger than `sync_max_bytes`, or any upload with ``?mode=async``, is spooled and
+becomes a job (202 + ``Location: /v1/jobs/{id}``; see `voxwarden.api.jobs_worker`). `verify` uses the
+tenant's own watermark key once the tenant has one (``/v1/mark/embed``), else the public demo key.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Header, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
@@ -23,12 +27,15 @@ from sqlalchemy import select
 
 from voxwarden.api.auth import Principal, audit_context, require
 from voxwarden.api.errors import ApiError
+from voxwarden.api.jobs_worker import SCAN_KIND, VERIFY_KIND, enqueue_upload, find_job_by_key, wants_job
+from voxwarden.api.responses import JobBody
 from voxwarden.audio.errors import AudioError
 from voxwarden.store import AuditContext, ConflictError, Store, audit
 from voxwarden.store import scans as scan_repo
 from voxwarden.store.models import Scan
 
 router = APIRouter(prefix="/v1", tags=["scans"])
+log = logging.getLogger("voxwarden.api")
 
 CHUNK = 1 << 16
 _IDEM_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
@@ -127,12 +134,18 @@ def _audit_rejected(store: Store, ctx: AuditContext, action: str, sha: str, size
 # -- routes ---------------------------------------------------------------------------------------
 
 
-@router.post("/scans", status_code=201, summary="Scan an uploaded audio file for synthetic speech")
+@router.post("/scans", status_code=201, summary="Scan an uploaded audio file for synthetic speech",
+             responses={200: {"description": "Idempotent replay: the scan stored for this Idempotency-Key"},
+                        202: {"description": "A long upload became a job: poll its Location (/v1/jobs/{id})",
+                              "model": JobBody}})
 async def create_scan(
     request: Request,
     file: Annotated[UploadFile, File(description="Audio or video file (any common container)")],
     principal: Annotated[Principal, Depends(require("scan"))],
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    mode: Annotated[Literal["auto", "sync", "async"], Query(
+        description="auto: a job (202) when the upload is longer than sync_max_seconds or larger than "
+                    "sync_max_bytes, else scored now (201); sync / async: always one way")] = "auto",
 ) -> JSONResponse:
     state = request.app.state
     key = _check_idempotency_key(idempotency_key)
@@ -151,9 +164,20 @@ async def create_scan(
         await lock.acquire()
     try:
         if key is not None:
+            job = await asyncio.to_thread(find_job_by_key, state.store, ctx, key, sha, kind=SCAN_KIND)
+            if job is not None:  # this key already made a job: the same job again, whatever its state
+                return _job_response(job, created=False)
             replay = await asyncio.to_thread(_replay, state.store, ctx, key, sha)
             if replay is not None:
                 return JSONResponse(replay, status_code=200, headers={"Idempotent-Replayed": "true"})
+        duration = None
+        go_async = mode == "async"
+        if mode == "auto":
+            go_async, duration = await asyncio.to_thread(wants_job, data, state.settings.sync_max_seconds,
+                                                         state.settings.sync_max_bytes)
+        if go_async:
+            return await _enqueue(request, ctx, data, sha=sha, name=name, key=key, duration=duration,
+                                  kind=SCAN_KIND)
         try:
             async with state.scan_slots:
                 result = await asyncio.to_thread(state.detector.score, data)
@@ -169,6 +193,53 @@ async def create_scan(
         state.metrics.scans.labels(str(body["decision"])).inc()
     headers = {} if created else {"Idempotent-Replayed": "true"}
     return JSONResponse(body, status_code=201 if created else 200, headers=headers)
+
+
+async def _enqueue(request: Request, ctx: AuditContext, data: bytes, *, sha: str, name: str | None,
+                   key: str | None, duration: float | None, kind: str,
+                   params: dict[str, Any] | None = None) -> JSONResponse:
+    """Spool the upload, queue a job of `kind` and answer 202 (503 when the spool cannot be written)."""
+    state = request.app.state
+    try:
+        job, created = await asyncio.to_thread(
+            enqueue_upload, state.store, state.settings.data_dir / "spool", ctx, data, sha=sha, name=name,
+            key=key, declared_duration=duration, kind=kind, params=params)
+    except OSError as e:  # disk full, read-only data dir: the server's trouble, say so without paths
+        log.error("spool write failed: %s", e)
+        raise ApiError(503, "spool_unavailable", "cannot store the upload for a job right now") from e
+    if created:
+        state.metrics.jobs.labels("queued").inc()
+        state.jobs.wake()
+    return _job_response(job, created=created)
+
+
+async def maybe_job(request: Request, ctx: AuditContext, data: bytes, *, sha: str, name: str | None,
+                    key: str | None, mode: str, kind: str, params: dict[str, Any]) -> JSONResponse | None:
+    """For the mark routes: the 202 answer when this upload is (or already was, by its key) a job, else None
+    (then the route answers synchronously)."""
+    key = _check_idempotency_key(key)
+    if key is not None:
+        job = await asyncio.to_thread(find_job_by_key, request.app.state.store, ctx, key, sha, kind=kind)
+        if job is not None:
+            return _job_response(job, created=False)
+    go_async, duration = mode == "async", None
+    if mode == "auto":
+        settings = request.app.state.settings
+        go_async, duration = await asyncio.to_thread(wants_job, data, settings.sync_max_seconds,
+                                                     settings.sync_max_bytes)
+    if not go_async:
+        return None
+    return await _enqueue(request, ctx, data, sha=sha, name=name, key=key, duration=duration, kind=kind,
+                          params=params)
+
+
+def _job_response(job: dict[str, Any], *, created: bool) -> JSONResponse:
+    headers = {"Location": f"/v1/jobs/{job['id']}"}
+    if job["status"] in ("queued", "running"):
+        headers["Retry-After"] = "2"
+    if not created:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(job, status_code=202, headers=headers)
 
 
 @router.get("/scans/{scan_id}", summary="One stored scan of the caller's tenant")
@@ -200,12 +271,22 @@ def list_scans(
             "next_offset": offset + n if len(rows) > n else None}
 
 
-def _verify_file(verifier: Any, data: bytes, sha: str, shown: str) -> dict[str, Any]:
-    """Write the bytes under their hash in a fresh temp dir, verify, and scrub the temp path from the answer."""
-    with tempfile.TemporaryDirectory(prefix="voxwarden-upload-") as tmp:
-        path = Path(tmp) / f"{sha}.upload"
-        path.write_bytes(data)
-        d = verifier.verify(path).to_dict()
+def tenant_verifier(state: Any, tenant_id: str) -> Any:
+    """The verifier for a tenant: its own watermark key once it has one (mark/embed), else the demo key."""
+    if not state.tenant_keys.has_watermark_key(tenant_id):
+        return state.verifier
+    from voxwarden.mark.verify import Verifier
+
+    try:
+        return Verifier(detector=state.detector, marker=state.tenant_keys.marker(tenant_id))
+    except (OSError, ValueError) as e:  # a damaged key file: still verify labels and the detector
+        log.error("verify: tenant watermark key unusable, using the demo key: %s", e)
+        return state.verifier
+
+
+def verify_path(verifier: Any, path: Path, shown: str) -> dict[str, Any]:
+    """Verify a file of ours and scrub its path from the answer (the client sees only `shown`)."""
+    d = verifier.verify(path).to_dict()
     text = str(path)
 
     def scrub(x: Any) -> Any:
@@ -222,24 +303,60 @@ def _verify_file(verifier: Any, data: bytes, sha: str, shown: str) -> dict[str, 
     return d
 
 
-@router.post("/verify", tags=["verify"], summary="Check an upload's AI label, watermark and detector verdict")
+def rejected_file(verdict: dict[str, Any]) -> dict[str, str] | None:
+    """The audio error when a verdict says the upload is not usable audio (→ 422), else None."""
+    err = verdict.get("error")
+    if verdict["verdict"] == "error" and isinstance(err, dict) and err.get("type") in _FILE_ERRORS:
+        return {"type": str(err["type"]), "message": str(err.get("message", ""))}
+    return None
+
+
+def _verify_file(verifier: Any, data: bytes, sha: str, shown: str) -> dict[str, Any]:
+    """Write the bytes under their hash in a fresh temp dir, verify, and scrub the temp path from the answer."""
+    with tempfile.TemporaryDirectory(prefix="voxwarden-upload-") as tmp:
+        path = Path(tmp) / f"{sha}.upload"
+        path.write_bytes(data)
+        return verify_path(verifier, path, shown)
+
+
+@router.post("/verify", tags=["verify"], summary="Check an upload's AI label, watermark and detector verdict",
+             responses={202: {"description": "A long upload became a verify job: poll its Location "
+                                             "(/v1/jobs/{id}); the verdict is its result", "model": JobBody}})
 async def verify_upload(
     request: Request,
     file: Annotated[UploadFile, File(description="Audio file to verify")],
     principal: Annotated[Principal, Depends(require("scan", "mark"))],
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", description=(
+        "For verify jobs: the same key again returns the same job"))] = None,
+    mode: Annotated[Literal["auto", "sync", "async"], Query(
+        description="auto: a job (202) for long or large uploads, as for scans; sync / async: always one way"
+    )] = "auto",
 ) -> JSONResponse:
     state = request.app.state
+    key = _check_idempotency_key(idempotency_key)
     data = await read_upload(file, state.settings.max_upload_bytes)
     sha = hashlib.sha256(data).hexdigest()
     ctx = audit_context(request, principal)
     shown = display_name(file.filename) or "upload"
+    if key is not None:
+        job = await asyncio.to_thread(find_job_by_key, state.store, ctx, key, sha, kind=VERIFY_KIND)
+        if job is not None:
+            return _job_response(job, created=False)
+    go_async, duration = mode == "async", None
+    if mode == "auto":
+        go_async, duration = await asyncio.to_thread(wants_job, data, state.settings.sync_max_seconds,
+                                                     state.settings.sync_max_bytes)
+    if go_async:
+        return await _enqueue(request, ctx, data, sha=sha, name=shown, key=key, duration=duration,
+                              kind=VERIFY_KIND)
+    verifier = await asyncio.to_thread(tenant_verifier, state, principal.tenant_id)
     async with state.scan_slots:
-        verdict = await asyncio.to_thread(_verify_file, state.verifier, data, sha, shown)
+        verdict = await asyncio.to_thread(_verify_file, verifier, data, sha, shown)
     state.metrics.verifications.labels(verdict["verdict"]).inc()
-    err = verdict.get("error")
-    if verdict["verdict"] == "error" and isinstance(err, dict) and err.get("type") in _FILE_ERRORS:
+    err = rejected_file(verdict)
+    if err is not None:
         await asyncio.to_thread(_audit_rejected, state.store, ctx, "verify.rejected", sha, len(data), err)
-        return JSONResponse({"type": err["type"], "message": str(err.get("message", ""))}, status_code=422)
+        return JSONResponse(err, status_code=422)
 
     def _record() -> None:
         with state.store.session() as s:

@@ -45,6 +45,21 @@ class Settings:
     webhook_secret: str | None = field(default=None, repr=False)  # HMAC key (signatures); None: webhooks off
     webhook_urls: tuple[str, ...] = ()  # endpoints for every alert, besides the rules' webhook actions
     webhook_max_attempts: int = 8  # tries before a delivery is dead-lettered (1-100)
+    # long uploads become jobs (docs/api.md "Jobs"); a spool file in data_dir/spool holds the bytes meanwhile
+    sync_max_seconds: float = 60.0  # declared duration above which POST /v1/scans answers 202 with a job
+    sync_max_bytes: int = 20 * 1024 * 1024  # uploads larger than this are jobs too, whatever their duration
+    job_workers: int = 1  # job threads in this process (0: this process only enqueues)
+    job_lease_seconds: int = 60  # a worker heartbeats every third of this; a lease this old is requeued
+    job_max_attempts: int = 3  # tries (crashed workers included) before a job is failed
+    job_result_hours: int = 24  # how long a mark job's output file (marked/labelled audio) stays downloadable
+    # reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (IPs or CIDRs); none by default
+    trusted_proxies: tuple[str, ...] = ()
+    # review console (docs/console.md): signed session cookies; the secret is made and kept in data_dir if unset
+    console_secret: str | None = field(default=None, repr=False)  # HMAC key for session cookies (>= 32 chars)
+    console_secure_cookies: bool = True  # False only for plain-http localhost: cookies then lack `Secure`
+    console_session_minutes: int = 480  # a login lasts this long (absolute, 5-10080)
+    console_login_max_failures: int = 5  # failed logins of one account within the lockout window before it locks
+    console_lockout_minutes: int = 15  # lockout window and duration (1-1440)
 
     def __post_init__(self) -> None:
         for name in ("data_dir", "evidence_dir", "rules_path"):  # accept str paths from callers
@@ -62,6 +77,47 @@ class Settings:
         if not isinstance(self.host, str) or not self.host:
             raise SettingsError("host must be a non-empty string")
         self._check_webhooks()
+        self._check_console()
+        self._check_jobs()
+
+    def _check_jobs(self) -> None:
+        v = self.sync_max_seconds
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 86400:
+            raise SettingsError(f"sync_max_seconds must be a number in (0, 86400], got {v!r}")
+        object.__setattr__(self, "sync_max_seconds", float(v))
+        for name, lo, hi in (("sync_max_bytes", 1, 1 << 40), ("job_workers", 0, 64),
+                             ("job_lease_seconds", 3, 86400), ("job_max_attempts", 1, 100),
+                             ("job_result_hours", 1, 8760)):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+                raise SettingsError(f"{name} must be an integer in [{lo}, {hi}], got {v!r}")
+        proxies = self.trusted_proxies
+        if isinstance(proxies, str):
+            proxies = (proxies,)
+        if not isinstance(proxies, list | tuple):
+            raise SettingsError("trusted_proxies must be a list of IP addresses or CIDR networks")
+        import ipaddress
+
+        for p in proxies:
+            try:
+                if not isinstance(p, str):
+                    raise TypeError(p)
+                ipaddress.ip_network(p.strip(), strict=False)
+            except (TypeError, ValueError) as e:
+                raise SettingsError(f"trusted_proxies: {p!r} is not an IP address or CIDR network") from e
+        object.__setattr__(self, "trusted_proxies", tuple(p.strip() for p in proxies))
+
+    def _check_console(self) -> None:
+        v = self.console_secret
+        if v is not None and (not isinstance(v, str) or len(v) < 32):
+            raise SettingsError("console_secret must be a string of at least 32 characters")
+        if not isinstance(self.console_secure_cookies, bool):
+            raise SettingsError(f"console_secure_cookies must be true or false, got {self.console_secure_cookies!r}")
+        for name, lo, hi in (("console_session_minutes", 5, 10080), ("console_login_max_failures", 1, 100),
+                             ("console_lockout_minutes", 1, 1440)):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+                raise SettingsError(f"{name} must be an integer in [{lo}, {hi}], got {v!r}")
 
     def _check_webhooks(self) -> None:
         if isinstance(self.webhook_urls, (list, str)):  # accept a list (TOML) or one URL

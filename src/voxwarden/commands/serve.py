@@ -1,4 +1,4 @@
-"""`voxwarden serve` (the HTTP API) and `voxwarden admin create-key` (API keys for it).
+"""`voxwarden serve` (the HTTP API), `voxwarden admin create-key` (API keys) and `admin create-user` (console users).
 
 With no config file the service starts on embedded defaults: SQLite in `--data-dir`, port 8080 on
 127.0.0.1. When the store holds no API key yet, it prints how to make the first admin key.
@@ -20,7 +20,8 @@ DataDirOpt = Annotated[
     Path | None, typer.Option("--data-dir", help="Data directory (SQLite + evidence); overrides the config.")
 ]
 
-keys_app = typer.Typer(help="Administration: API keys for the HTTP service.", no_args_is_help=True)
+keys_app = typer.Typer(help="Administration: API keys for the HTTP service, review-console users.",
+                       no_args_is_help=True)
 
 
 def load_settings(config: Path | None, data_dir: Path | None = None, host: str | None = None,
@@ -65,6 +66,10 @@ def serve_cmd(
         typer.echo(f"no --config: embedded defaults, data in {settings.data_dir.resolve()}", err=True)
     if n_keys == 0:
         typer.echo(_first_key_hint(settings, config), err=True)  # plain echo: no wrapping, copy-pasteable
+    typer.echo(f"long uploads (> {settings.sync_max_seconds:g} s) become jobs: {settings.job_workers} worker "
+               f"thread(s), spool in {(settings.data_dir / 'spool').resolve()}", err=True)
+    if settings.trusted_proxies:
+        typer.echo(f"X-Forwarded-For/-Proto believed only from: {', '.join(settings.trusted_proxies)}", err=True)
     import uvicorn
 
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", proxy_headers=False)
@@ -109,3 +114,70 @@ def create_key_cmd(
     err_console.print(f"key {key_id} for tenant {tenant!r} ({tenant_id}), scopes: {granted}")
     err_console.print("Store this token now; it cannot be shown again:")
     typer.echo(new.token)
+
+
+PASSWORD_ENV = "VOXWARDEN_USER_PASSWORD"
+
+
+def _read_password(password_file: Path | None) -> str:
+    """From --password-file (first line), else $VOXWARDEN_USER_PASSWORD, else a hidden prompt asked twice."""
+    import os
+
+    if password_file is not None:
+        try:
+            text = password_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            err_console.print(f"[red]error:[/red] cannot read password file {password_file}: {e}")
+            raise typer.Exit(EXIT_USAGE) from e
+        return text.splitlines()[0] if text.splitlines() else ""
+    env = os.environ.get(PASSWORD_ENV)
+    if env:
+        return env
+    return typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@keys_app.command("create-user")
+def create_user_cmd(
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant name (created if it does not exist).")],
+    username: Annotated[str, typer.Option("--username", help="Login name for the review console.")],
+    role: Annotated[str, typer.Option("--role", help="reviewer, admin or auditor (read-only).")] = "reviewer",
+    password_file: Annotated[Path | None, typer.Option(
+        "--password-file", help=f"Read the password from this file's first line (else ${PASSWORD_ENV}, else a prompt)."
+    )] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Create a review-console user (password >= 10 characters, stored as an scrypt hash)."""
+    from voxwarden.store.models import USER_ROLES
+
+    if role not in USER_ROLES:
+        err_console.print(f"[red]error:[/red] bad role {role!r}: one of {', '.join(USER_ROLES)}")
+        raise typer.Exit(EXIT_USAGE)
+    settings = load_settings(config, data_dir)
+    password = _read_password(password_file)
+    from voxwarden.api.app import open_store
+    from voxwarden.store import AuditContext, StoreError, audit, keys
+
+    try:
+        store = open_store(settings)
+    except StoreError as e:
+        err_console.print(f"[red]store error:[/red] {e}")
+        raise typer.Exit(EXIT_FAILED) from e
+    try:
+        with store.session() as s:
+            t = keys.tenant_by_name(s, tenant) or keys.create_tenant(s, tenant)
+            user = keys.create_user(s, t.id, username, password, role)
+            try:
+                who = getpass.getuser()
+            except (KeyError, OSError):
+                who = "unknown"
+            audit.record(s, AuditContext(actor=f"cli:{who}", tenant_id=t.id), "user.create", target_type="user",
+                         target_id=user.username, details={"role": role, "user_id": user.id})
+            user_id = user.id
+    except StoreError as e:
+        err_console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(EXIT_USAGE if e.code in ("invalid_input", "conflict") else EXIT_FAILED) from e
+    finally:
+        store.dispose()
+    err_console.print(f"user {username!r} ({role}) created for tenant {tenant!r}: {user_id}")
+    typer.echo(user_id)
