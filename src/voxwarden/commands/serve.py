@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import getpass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from voxwarden.api.settings import Settings, SettingsError
 from voxwarden.commands._common import EXIT_FAILED, EXIT_USAGE, err_console
+
+if TYPE_CHECKING:
+    from voxwarden.store import Store
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file (see docs/api.md).")]
 DataDirOpt = Annotated[
@@ -75,6 +78,26 @@ def serve_cmd(
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", proxy_headers=False)
 
 
+def _cli_actor() -> str:
+    """The audit-log actor for an admin command: the local account that ran it."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
+def _open_store_or_exit(settings: Settings) -> Store:
+    """The settings' store, or a printed store error and exit code 2."""
+    from voxwarden.api.app import open_store
+    from voxwarden.store import StoreError
+
+    try:
+        return open_store(settings)
+    except StoreError as e:
+        err_console.print(f"[red]store error:[/red] {e}")
+        raise typer.Exit(EXIT_FAILED) from e
+
+
 @keys_app.command("create-key")
 def create_key_cmd(
     tenant: Annotated[str, typer.Option("--tenant", help="Tenant name (created if it does not exist).")],
@@ -85,24 +108,15 @@ def create_key_cmd(
 ) -> None:
     """Create an API key and print its token once on stdout (only its hash is stored)."""
     settings = load_settings(config, data_dir)
-    from voxwarden.api.app import open_store
     from voxwarden.store import AuditContext, StoreError, audit, keys
 
     wanted = [s.strip() for s in scopes.split(",") if s.strip()]
-    try:
-        store = open_store(settings)
-    except StoreError as e:
-        err_console.print(f"[red]store error:[/red] {e}")
-        raise typer.Exit(EXIT_FAILED) from e
+    store = _open_store_or_exit(settings)
     try:
         with store.session() as s:
             t = keys.tenant_by_name(s, tenant) or keys.create_tenant(s, tenant)
             new = keys.create_api_key(s, t.id, name, wanted)
-            try:
-                user = getpass.getuser()
-            except (KeyError, OSError):
-                user = "unknown"
-            audit.record(s, AuditContext(actor=f"cli:{user}", tenant_id=t.id), "api_key.create",
+            audit.record(s, AuditContext(actor=_cli_actor(), tenant_id=t.id), "api_key.create",
                          target_type="api_key", target_id=new.key.id,
                          details={"name": name, "scopes": new.key.scopes, "prefix": new.key.prefix})
             tenant_id, key_id, granted = t.id, new.key.id, new.key.scopes
@@ -155,23 +169,14 @@ def create_user_cmd(
         raise typer.Exit(EXIT_USAGE)
     settings = load_settings(config, data_dir)
     password = _read_password(password_file)
-    from voxwarden.api.app import open_store
     from voxwarden.store import AuditContext, StoreError, audit, keys
 
-    try:
-        store = open_store(settings)
-    except StoreError as e:
-        err_console.print(f"[red]store error:[/red] {e}")
-        raise typer.Exit(EXIT_FAILED) from e
+    store = _open_store_or_exit(settings)
     try:
         with store.session() as s:
             t = keys.tenant_by_name(s, tenant) or keys.create_tenant(s, tenant)
             user = keys.create_user(s, t.id, username, password, role)
-            try:
-                who = getpass.getuser()
-            except (KeyError, OSError):
-                who = "unknown"
-            audit.record(s, AuditContext(actor=f"cli:{who}", tenant_id=t.id), "user.create", target_type="user",
+            audit.record(s, AuditContext(actor=_cli_actor(), tenant_id=t.id), "user.create", target_type="user",
                          target_id=user.username, details={"role": role, "user_id": user.id})
             user_id = user.id
     except StoreError as e:
