@@ -21,7 +21,8 @@ def compliant_evidence() -> dict[str, Any]:
             "personal_info_protection": True, "complaint_channel": True, "authority_liaison": True,
             "voice_consent_required": True, "voice_consent_records_kept": True,
             "biometric_model_assessment": True, "rumour_refutation": True, "algorithm_filed": True,
-            "public_opinion_attributes": True,
+            "public_opinion_attributes": True, "assessment_report_filed": True,
+            "labelling_in_user_agreement": True, "deep_synthesis_rules_published": True,
         },
         "logging": {
             "retention_days": 184, "audit_chain_intact": True, "audit_log_enabled": True,
@@ -39,6 +40,7 @@ def compliant_evidence() -> dict[str, Any]:
             "label_signed": True, "labels_preserved_in_processing": True, "platform_checks_implicit": True,
             "platform_adds_notice": True, "user_declaration_option": True, "suspected_label": True,
             "propagation_fields_written": True,
+            "unlabelled_output_on_request": True,  # allowed: agreement + 184-day logs above (LB25 art. 9)
         },
     }
 

@@ -175,3 +175,47 @@ controls:
     cl = evaluate(cs, ev, ["voice_social"])
     assert cl.results[0].status == "not_applicable"
     assert evaluate(cs, ev).to_dict()["counts"]["not_met"] == 1
+
+
+@pytest.mark.parametrize(("on_request", "agreement", "days", "status"), [
+    (False, False, 30, "met"),  # never hands out unlabelled audio: nothing to keep
+    (True, True, 184, "met"),
+    (True, True, 180, "partly"),  # agreement in place, logs too short
+    (True, False, 365, "partly"),  # logs kept, agreement silent
+    (True, False, 90, "not_met"),
+    (None, True, 200, "met"),  # unknown, but both conditions of art. 9 hold anyway
+    (None, True, 90, "not_assessed"),
+])
+def test_unlabelled_output_on_request(evidence: dict[str, Any], on_request: bool | None, agreement: bool,
+                                      days: int, status: str) -> None:
+    evidence["labelling"]["unlabelled_output_on_request"] = on_request
+    evidence["governance"]["labelling_in_user_agreement"] = agreement
+    evidence["logging"]["retention_days"] = days
+    assert _status(evidence, "labelling-2025-gb45438", "LB25-UNLABELLED-OUTPUT-LOGS") == status
+
+
+@pytest.mark.parametrize(("framework", "control", "section", "key"), [
+    ("cac-2018-security-assessment", "CAC18-REPORT-FILED", "governance", "assessment_report_filed"),
+    ("labelling-2025-gb45438", "LB25-USER-AGREEMENT", "governance", "labelling_in_user_agreement"),
+    ("deep-synthesis-2023", "DS23-MANAGEMENT-RULES", "governance", "deep_synthesis_rules_published"),
+])
+def test_new_declared_facts_decide_their_controls(evidence: dict[str, Any], framework: str, control: str,
+                                                  section: str, key: str) -> None:
+    assert _status(evidence, framework, control) == "met"
+    evidence[section][key] = False
+    assert _status(evidence, framework, control) == "not_met"
+    del evidence[section][key]
+    assert _status(evidence, framework, control) == "not_assessed"
+    assert _status(evidence, framework, control, ["distribution_platform"]) == "not_applicable"
+
+
+def test_result_carries_verified_flag_and_notes(evidence: dict[str, Any]) -> None:
+    cs = next(s for s in load_controls() if s.framework == "deep-synthesis-2023")
+    by_id = {r.control_id: r for r in evaluate(cs, evidence).results}
+    r = by_id["DS23-RUMOUR-REFUTATION"]
+    d = r.to_dict()
+    assert d["verified"] is False and d["article"] is None and "Art. 11" in d["notes"]
+    assert d["source"].endswith("[article number not verified]")
+    ok = by_id["DS23-CONSPICUOUS-LABEL"].to_dict()
+    assert ok["verified"] is True and ok["article"] == "Art. 17(1)(ii)" and ok["notes"] == ""
+    assert "not verified" not in ok["source"]

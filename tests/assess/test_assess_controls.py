@@ -13,6 +13,7 @@ import yaml
 from voxwarden.assess.controls import (
     FEATURE_TYPES,
     SEVERITIES,
+    UNVERIFIED_MARK,
     ControlFileError,
     load_control_file,
     load_controls,
@@ -53,6 +54,7 @@ def test_packaged_files_load_and_are_consistent() -> None:
     files = packaged_control_files()
     assert {f.name for f in files} == {
         "cac-2018-security-assessment.yaml", "deep-synthesis-2023.yaml", "labelling-2025-gb45438.yaml"}
+    assert [len(cs.controls) for cs in load_controls()] == [13, 14, 12]
     sets = load_controls()
     assert [s.framework for s in sets] == [f.stem for f in files]
     for cs in sets:
@@ -176,19 +178,22 @@ _URL_RE = re.compile(r"https?://\S+")
 
 def citation_problems(doc: dict[str, Any]) -> list[str]:
     """What is wrong with the citations of one control file (parsed YAML): each control must name an
-    article, or say in `notes` that its article is UNVERIFIED - not both, not neither. An unverified one
-    also says "not verified" in its topic, which the report prints (the loader does not keep `notes`)."""
+    article, or be marked ``source.verified: false`` with `notes` saying what is uncertain - not both, not
+    neither. (The report prints the mark next to the citation; `Source.cite()` appends it.)"""
     problems = []
     for c in doc.get("controls") or []:
         cid = c.get("id", "?")
-        article = str((c.get("source") or {}).get("article") or "").strip()
-        unverified = str(c.get("notes") or "").lstrip().startswith("UNVERIFIED:")
-        if unverified and "not verified" not in str((c.get("source") or {}).get("topic") or ""):
-            problems.append(f"{cid}: marked UNVERIFIED but its topic does not say 'not verified'")
+        src = c.get("source") or {}
+        article = str(src.get("article") or "").strip()
+        unverified = src.get("verified", True) is False
+        if unverified and not str(c.get("notes") or "").strip():
+            problems.append(f"{cid}: marked verified: false but its notes do not say what is uncertain")
+        if str(c.get("notes") or "").lstrip().startswith("UNVERIFIED"):
+            problems.append(f"{cid}: old 'UNVERIFIED:' notes marker; use source.verified: false")
         if article and unverified:
-            problems.append(f"{cid}: cites {article!r} and is marked UNVERIFIED")
+            problems.append(f"{cid}: cites {article!r} and is marked verified: false")
         elif not article and not unverified:
-            problems.append(f"{cid}: names no article and is not marked UNVERIFIED")
+            problems.append(f"{cid}: names no article and is not marked verified: false")
         elif article and not _ARTICLE_RE.search(article):
             problems.append(f"{cid}: article {article!r} does not read as an article or clause")
     return problems
@@ -210,17 +215,19 @@ def test_every_shipped_control_names_an_article_or_is_marked_unverified() -> Non
 def test_citation_check_catches_bad_files() -> None:
     doc = {"controls": [
         {"id": "A", "source": {"regulation": "R", "topic": "t"}},                                 # neither
-        {"id": "B", "source": {"regulation": "R", "topic": "t; not verified", "article": "Art. 2"},
-         "notes": "UNVERIFIED: maybe art. 3"},                                                  # both
+        {"id": "B", "source": {"regulation": "R", "topic": "t", "article": "Art. 2", "verified": False},
+         "notes": "maybe art. 3"},                                                              # both
         {"id": "C", "source": {"regulation": "R", "topic": "t", "article": "somewhere"}},          # not an article
         {"id": "D", "source": {"regulation": "R", "topic": "t"}, "notes": "looked, unsure"},      # no marker
         {"id": "E", "source": {"regulation": "R", "topic": "t", "article": "Art. 5(3)"}},         # fine
-        {"id": "F", "source": {"regulation": "R", "topic": "t; article number not verified"},
-         "notes": "UNVERIFIED: art. 9?"},                                                       # fine
-        {"id": "G", "source": {"regulation": "R", "topic": "t"}, "notes": "UNVERIFIED: art. 9?"},  # report silent
+        {"id": "F", "source": {"regulation": "R", "topic": "t", "verified": False},
+         "notes": "believed art. 9"},                                                           # fine
+        {"id": "G", "source": {"regulation": "R", "topic": "t", "verified": False}},              # says not why
+        {"id": "H", "source": {"regulation": "R", "topic": "t", "article": "Art. 1"},
+         "notes": "UNVERIFIED: art. 9?"},                                                       # old marker
     ]}
     problems = citation_problems(doc)
-    assert [p.split(":")[0] for p in problems] == ["A", "B", "C", "D", "G"]
+    assert [p.split(":")[0] for p in problems] == ["A", "B", "C", "D", "G", "H"]
 
 
 def test_control_ids_unique_across_shipped_files() -> None:
@@ -237,7 +244,67 @@ def test_control_ids_unique_across_shipped_files() -> None:
         assert all(c.id.startswith(prefixes[cs.framework]) for c in cs.controls), cs.framework
 
 
-def test_notes_field_is_accepted_by_the_loader() -> None:
-    text = GOOD.replace("    severity: low\n", "    severity: low\n    notes: 'UNVERIFIED: art. 9?'\n", 1)
-    assert text != GOOD
-    assert [c.id for c in parse_control_text(text, "notes.yaml").controls] == ["T-1", "T-2"]
+# ---------------------------------------------------------------------------------------- verified / notes
+
+UNVERIFIED = GOOD.replace(
+    "    source: {regulation: Test regulation, topic: notices}\n",
+    "    source: {regulation: Test regulation, topic: notices, verified: false}\n"
+    "    notes: 'Believed to be art. 9; not checked against the text.'\n", 1)
+
+
+def test_notes_and_verified_are_kept() -> None:
+    assert UNVERIFIED != GOOD
+    t1, t2 = parse_control_text(UNVERIFIED, "notes.yaml").controls
+    assert t1.verified is True and t1.source.verified is True and t1.notes == ""
+    assert t2.verified is False and t2.notes == "Believed to be art. 9; not checked against the text."
+    assert t1.source.cite() == "Test regulation, Art. 5 (logs)"
+    assert t2.source.cite() == f"Test regulation (notices) [{UNVERIFIED_MARK}]"
+    explicit = GOOD.replace("topic: logs}", "topic: logs, verified: true}", 1)
+    assert parse_control_text(explicit, "v.yaml").controls[0].verified is True
+
+
+@pytest.mark.parametrize(("old", "new", "words"), [
+    ("verified: false}", "verified: maybe}", "source.verified must be true or false"),
+    ("verified: false}", "verified: 0}", "source.verified must be true or false"),
+    ("    notes: 'Believed to be art. 9; not checked against the text.'\n", "",
+     "say in 'notes' what could not be verified"),
+    ("notes: 'Believed to be art. 9; not checked against the text.'", "notes: [a, b]", "'notes' must be"),
+    ("notes: 'Believed to be art. 9; not checked against the text.'", "notes: '   '", "say in 'notes'"),
+    ("verified: false}\n    notes: 'Believed", "verified: true}\n    notes: 'UNVERIFIED: believed",
+     "set 'verified: false' under 'source' instead"),  # the first format's marker is not silently dropped
+])
+def test_bad_verified_or_notes_refused(old: str, new: str, words: str) -> None:
+    text = UNVERIFIED.replace(old, new, 1)
+    assert text != UNVERIFIED
+    with pytest.raises(ControlFileError, match=re.escape(words)) as ei:
+        parse_control_text(text, "bad.yaml")
+    assert ei.value.line is not None and 16 <= ei.value.line <= 20, str(ei.value)
+
+
+def test_shipped_unverified_controls() -> None:
+    """The controls whose article numbers are not confirmed are marked in the data (not only in comments),
+    with their notes kept, and only those."""
+    marked = {(cs.framework, c.id): c for cs in load_controls() for c in cs.controls if not c.verified}
+    assert set(marked) == {("deep-synthesis-2023", "DS23-RUMOUR-REFUTATION"),
+                           ("deep-synthesis-2023", "DS23-COMPLAINTS"),
+                           ("deep-synthesis-2023", "DS23-NEW-FUNCTION-ASSESSMENT"),
+                           ("deep-synthesis-2023", "DS23-MANAGEMENT-RULES")}
+    for c in marked.values():
+        assert c.source.article is None and "believed to be Art" in c.notes and UNVERIFIED_MARK in c.source.cite()
+    assert "Art. 11" in marked[("deep-synthesis-2023", "DS23-RUMOUR-REFUTATION")].notes
+    assert "Arts. 7-8" in marked[("deep-synthesis-2023", "DS23-MANAGEMENT-RULES")].notes
+
+
+@pytest.mark.parametrize(("framework", "cid", "article", "keys"), [
+    ("cac-2018-security-assessment", "CAC18-REPORT-FILED", "Art. 6; Art. 7", {"governance.assessment_report_filed"}),
+    ("labelling-2025-gb45438", "LB25-UNLABELLED-OUTPUT-LOGS", "Measures Art. 9",
+     {"labelling.unlabelled_output_on_request", "governance.labelling_in_user_agreement", "logging.retention_days"}),
+    ("labelling-2025-gb45438", "LB25-USER-AGREEMENT", "Measures Art. 8", {"governance.labelling_in_user_agreement"}),
+    ("deep-synthesis-2023", "DS23-MANAGEMENT-RULES", None, {"governance.deep_synthesis_rules_published"}),
+])
+def test_controls_added_for_the_missing_requirements(framework: str, cid: str, article: str | None,
+                                                     keys: set[str]) -> None:
+    cs = next(s for s in load_controls() if s.framework == framework)
+    c = cs.get(cid)
+    assert c.source.article == article and set(c.evidence) == keys
+    assert c.severity in SEVERITIES and c.requirement and c.applies_to != ("any",)

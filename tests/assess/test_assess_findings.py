@@ -29,13 +29,14 @@ def test_findings_become_items_once(store: Any, tenant: str, evidence: dict[str,
         run = assessments.start_run(s, tenant, "all")
         rep = record_findings(s, tenant, run.id, cls, today=TODAY, owner="secops", ctx=ctx)
         run_id = run.id
-    assert len(rep.created) == 5 and rep.existing == []
+    assert len(rep.created) == 6 and rep.existing == []
     with store.session() as s:
         items = {i.finding: i for i in assessments.list_items(s, tenant, run_id=run_id)}
         assert set(items) == {
             "cac-2018-security-assessment:CAC18-LOG-RETENTION", "cac-2018-security-assessment:CAC18-LOG-FIELDS",
             "cac-2018-security-assessment:CAC18-COMPLAINTS", "deep-synthesis-2023:DS23-COMPLAINTS",
-            "deep-synthesis-2023:DS23-LOGS"}  # also reads retention_days: partly (log on, too short)
+            "deep-synthesis-2023:DS23-LOGS",  # also reads retention_days: partly (log on, too short)
+            "labelling-2025-gb45438:LB25-UNLABELLED-OUTPUT-LOGS"}  # so does art. 9: partly (agreement, short logs)
         ret = items["cac-2018-security-assessment:CAC18-LOG-RETENTION"]
         assert ret.severity == "high" and ret.due_date == TODAY + timedelta(days=30) and ret.owner == "secops"
         assert ret.title.startswith("Not met: Logs kept") and "retention_days" in (ret.notes or "")
@@ -43,8 +44,14 @@ def test_findings_become_items_once(store: Any, tenant: str, evidence: dict[str,
         assert fields.severity == "medium" and fields.title.startswith("Partly met")
         assert fields.due_date == TODAY + timedelta(days=60)
         assert items["deep-synthesis-2023:DS23-COMPLAINTS"].title.startswith("Not assessed")
+        # its article number is not verified: the item says so, the verified one does not
+        assert "[article number not verified]" in (items["deep-synthesis-2023:DS23-COMPLAINTS"].notes or "")
+        assert "not verified" not in (items["cac-2018-security-assessment:CAC18-COMPLAINTS"].notes or "")
         assert items["deep-synthesis-2023:DS23-LOGS"].severity == "low"  # medium control, partly met
-        assert len(audit.entries(s, tenant, action="rectification.create")) == 5
+        unlabelled = items["labelling-2025-gb45438:LB25-UNLABELLED-OUTPUT-LOGS"]
+        assert unlabelled.severity == "low" and unlabelled.title.startswith("Partly met")
+        assert "Measures Art. 9" in (unlabelled.notes or "")
+        assert len(audit.entries(s, tenant, action="rectification.create")) == 6
     # replay (e.g. after a crash): nothing new
     with store.session() as s:
         rep2 = record_findings(s, tenant, run_id, cls, today=TODAY)
@@ -53,7 +60,7 @@ def test_findings_become_items_once(store: Any, tenant: str, evidence: dict[str,
     with store.session() as s:
         run2 = assessments.start_run(s, tenant, "all")
         rep3 = record_findings(s, tenant, run2.id, cls, today=TODAY, include_not_assessed=False)
-    assert len(rep3.created) == 3
+    assert len(rep3.created) == 4
 
 
 def test_compliant_run_files_nothing(store: Any, tenant: str, evidence: dict[str, Any]) -> None:
@@ -111,16 +118,18 @@ def test_carry_over_closes_carries_reopens(store: Any, tenant: str, evidence: di
         r1 = assessments.start_run(s, tenant, "all").id
         rep1 = record_findings(s, tenant, r1, _checklists(evidence), today=TODAY, ctx=ctx, carry_over=True)
         by = {i.finding.split(":")[1]: i.id for i in assessments.list_items(s, tenant, run_id=r1)}
-    assert len(rep1.created) == 3 and rep1.carried == rep1.closed == []  # retention x2 (CAC, DS23-LOGS), filing
+    # retention x3 (CAC, DS23-LOGS, LB25 art. 9 unlabelled output), algorithm filing
+    assert len(rep1.created) == 4 and rep1.carried == rep1.closed == []
     evidence["logging"]["retention_days"] = Fact(200, source="measured:store")
     with store.session() as s:
         r2 = assessments.start_run(s, tenant, "all").id
         rep2 = record_findings(s, tenant, r2, _checklists(evidence), today=TODAY, ctx=ctx, carry_over=True)
-    assert sorted(rep2.closed) == sorted([by["CAC18-LOG-RETENTION"], by["DS23-LOGS"]])
+    assert sorted(rep2.closed) == sorted([by["CAC18-LOG-RETENTION"], by["DS23-LOGS"],
+                                          by["LB25-UNLABELLED-OUTPUT-LOGS"]])
     assert rep2.carried == [by["DS23-ALGORITHM-FILING"]] and rep2.created == []
     with store.session() as s:
         items = {i.id: i for i in assessments.list_items(s, tenant)}
-        assert len(items) == 3 and items[by["CAC18-LOG-RETENTION"]].status == "done"
+        assert len(items) == 4 and items[by["CAC18-LOG-RETENTION"]].status == "done"
         assert f"assessment run {r2}" in (items[by["CAC18-LOG-RETENTION"]].notes or "")
         close = [e for e in audit.entries(s, tenant, action="rectification.close")]
         assert {e.target_id for e in close} == set(rep2.closed)
@@ -135,4 +144,4 @@ def test_carry_over_closes_carries_reopens(store: Any, tenant: str, evidence: di
         assert sorted(rep3.reopened) == sorted(rep2.closed) and rep3.created == []
         assert all(i.status == "open" and i.closed_at is None
                    for i in assessments.list_items(s, tenant) if i.id in rep3.reopened)
-        assert len(audit.entries(s, tenant, action="rectification.reopen")) == 2
+        assert len(audit.entries(s, tenant, action="rectification.reopen")) == 3

@@ -62,6 +62,16 @@ def test_example_end_to_end(tmp_path: Path) -> None:
     assert figs["evidence"]["live.alert_latency_p95_s"]["source"] == "measured:live-load"
     assert figs["evidence"]["live.monitoring_enabled"]["source"] == "measured:live-load"
     assert figs["controls"]["cac-2018-security-assessment:CAC18-LIVE-MONITORING"] == "met"
+    det = figs["control_details"]  # every control, with its citation and whether the article was verified
+    assert set(det) == set(figs["controls"]) and all(det[k]["status"] == v for k, v in figs["controls"].items())
+    assert det["deep-synthesis-2023:DS23-MANAGEMENT-RULES"]["verified"] is False
+    assert det["cac-2018-security-assessment:CAC18-REPORT-FILED"] | {"notes": None} == {
+        "status": "met", "severity": "high", "title": "Assessment report filed with the CAC and public security",
+        "source": "CAC 2018 security assessment provisions, Art. 6; Art. 7 (written assessment report and its "
+                  "filing with the authorities)", "article": "Art. 6; Art. 7", "verified": True, "notes": None}
+    for key in ("labelling-2025-gb45438:LB25-UNLABELLED-OUTPUT-LOGS", "labelling-2025-gb45438:LB25-USER-AGREEMENT"):
+        assert det[key]["status"] == "met", det[key]  # declared in the example (+ measured retention)
+    assert figs["evidence"]["governance.assessment_report_filed"] == {"value": True, "source": "declared:config"}
     assert 'id="live-figures"' in html and "Live monitoring" in html
     assert figs["comparison"]["previous_run_id"] is None and "First assessment" in html
     wm = figs["labelling"]["watermark"]
@@ -161,6 +171,41 @@ def test_own_config_failed_file_tampered_evidence_and_rerun(tmp_path: Path) -> N
         tid = keys.tenant_by_name(s, "acme").id
         assert {r.id for r in assessments.list_runs(s, tid)} >= {o1.run_id, o2.run_id}
     st.engine.dispose()
+
+
+def test_report_marks_unverified_articles(tmp_path: Path) -> None:
+    """Controls whose article number is not verified carry a visible mark (and their notes) in the report's
+    control table, and `verified: false` in figures.json; verified ones carry neither. No measuring steps."""
+    doc = {"version": 1, "platform": {"name": "Unverified test", "features": ["voice_social", "speech_synthesis"]},
+           "store": {"tenant": "acme"}, "governance": {"rumour_refutation": True}}
+    p = tmp_path / "assessment.yaml"
+    p.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    o = run_assessment(load_config(p), tmp_path / "out")
+    figs = _check_outputs(tmp_path / "out")
+    html = o.report_html.read_text(encoding="utf-8")
+    det = figs["control_details"]
+    unverified = sorted(k for k, d in det.items() if d["verified"] is False)
+    assert unverified == [f"deep-synthesis-2023:DS23-{c}" for c in (
+        "COMPLAINTS", "MANAGEMENT-RULES", "NEW-FUNCTION-ASSESSMENT", "RUMOUR-REFUTATION")]
+    assert all(det[k]["notes"] and det[k]["article"] is None for k in unverified)
+    assert det["deep-synthesis-2023:DS23-RUMOUR-REFUTATION"]["status"] == "met"  # the mark is not a finding
+    assert {k for k, d in det.items() if d["verified"] and d["notes"]} == {
+        "cac-2018-security-assessment:CAC18-REPORT-FILED"}  # a verified control may carry caveats too
+    # the table: one mark per unverified control, next to its citation, plus the explanation above it
+    rows = re.findall(r"<tr><td><b>([A-Z0-9-]+)</b>.*?</tr>", html, flags=re.S)
+    assert len(rows) == len(det)
+    marked = re.findall(r'<tr><td><b>([A-Z0-9-]+)</b>(?:(?!</tr>).)*?<span class="unverified"', html, flags=re.S)
+    assert sorted(marked) == sorted(k.split(":")[1] for k in unverified)
+    assert 'id="unverified-note"' in html and "4 control(s) marked" in html
+    assert "[article number not verified]" not in html  # the badge replaces the citation's text mark
+    assert "Believed to be Arts. 7-8".lower() in html.lower()  # the notes are printed
+    # a config with only verified controls: no mark, no explanation
+    doc["controls"] = [str(REPO / "src/voxwarden/assess/controls/cac-2018-security-assessment.yaml")]
+    p.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    o2 = run_assessment(load_config(p), tmp_path / "out2")
+    html2 = o2.report_html.read_text(encoding="utf-8")
+    assert 'class="unverified"' not in html2 and 'id="unverified-note"' not in html2
+    assert all(d["verified"] for d in o2.figures["control_details"].values())
 
 
 def _fake_chromium(tmp_path: Path, rc: int) -> Path:

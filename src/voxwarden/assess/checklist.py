@@ -101,6 +101,9 @@ class ControlResult:
     reason: str
     evidence: dict[str, Fact] = field(default_factory=dict)
     missing: tuple[str, ...] = ()
+    article: str | None = None
+    verified: bool = True  # False: the control's article number is not verified against the text
+    notes: str = ""  # the control file's notes (why unverified, caveats)
 
     @property
     def evidence_ids(self) -> list[str]:
@@ -112,6 +115,7 @@ class ControlResult:
             "requirement": self.requirement, "status": self.status, "severity": self.severity,
             "source": self.source, "rule": self.rule, "reason": self.reason,
             "evidence": {k: f.to_dict() for k, f in self.evidence.items()}, "missing": list(self.missing),
+            "article": self.article, "verified": self.verified, "notes": self.notes,
         }
 
 
@@ -234,7 +238,8 @@ def evaluate_control(
     missing = tuple(k for k in control.evidence if not _usable(facts.get(k)))
     rule = control.met.text + (f"  [partly: {control.partly.text}]" if control.partly else "")
     base = dict(framework=framework, control_id=control.id, title=control.title, requirement=control.requirement,
-                severity=control.severity, source=control.source.cite(), rule=rule, evidence=used, missing=missing)
+                severity=control.severity, source=control.source.cite(), rule=rule, evidence=used, missing=missing,
+                article=control.source.article, verified=control.source.verified, notes=control.notes)
     if not applies(control, features):
         return ControlResult(status="not_applicable", reason=f"applies to {', '.join(control.applies_to)}; "
                              f"service has {', '.join(features or ()) or 'none of these'}", **base)

@@ -11,7 +11,8 @@ A control file looks like::
       - id: LOG-RETENTION
         title: Logs kept for at least six months
         requirement: In our own words, what the service must do.
-        source: {regulation: "...", article: "Art. 5", topic: "log retention"}
+        source: {regulation: "...", article: "Art. 5", topic: "log retention"}   # + verified: false
+        notes: free text (required when source.verified is false: what could not be checked)
         evidence: [logging.retention_days]
         rule:
           met: "logging.retention_days >= 184"
@@ -71,17 +72,28 @@ class ControlFileError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
+#: What `Source.cite()` appends for a control whose article could not be checked against the text.
+UNVERIFIED_MARK = "article number not verified"
+
+
 @dataclass(frozen=True)
 class Source:
-    """Where a control comes from: the regulation, the article when we are sure of it, and the topic."""
+    """Where a control comes from: the regulation, the article when we are sure of it, and the topic.
+
+    `verified` is False when the control file says ``verified: false``: the obligation is real but its
+    article number could not be checked against the official text (the control's `notes` say why). The
+    citation then carries a marker, so the report and every rectification item show it.
+    """
 
     regulation: str
     topic: str
     article: str | None = None
+    verified: bool = True
 
     def cite(self) -> str:
         art = f", {self.article}" if self.article else ""
-        return f"{self.regulation}{art} ({self.topic})"
+        mark = "" if self.verified else f" [{UNVERIFIED_MARK}]"
+        return f"{self.regulation}{art} ({self.topic}){mark}"
 
 
 @dataclass(frozen=True)
@@ -119,6 +131,12 @@ class Control:
     applies_to: tuple[str, ...]
     if_missing: str = "not_assessed"
     line: int | None = None
+    notes: str = ""  # free text kept from the file: what was not verified and why, caveats
+
+    @property
+    def verified(self) -> bool:
+        """Whether the control's article was checked against the regulation's text."""
+        return self.source.verified
 
 
 @dataclass(frozen=True)
@@ -271,15 +289,23 @@ def _parse_control(ctx: _Ctx, raw: Any, index: int, file_line: int | None) -> Co
     if not isinstance(src, dict):
         raise ctx.fail(f"{where}: 'source' must be a mapping with regulation, topic and optional article", ln)
     sl = _line(src, ln)
-    bad = sorted(set(src) - {"regulation", "article", "topic"})
+    bad = sorted(set(src) - {"regulation", "article", "topic", "verified"})
     if bad:
         raise ctx.fail(f"{where}: unknown source field {bad[0]!r} (a comma inside {{...}} splits a value: "
                        "quote values that contain commas)", sl)
     article = src.get("article")
     if article is not None and not (isinstance(article, str | int) and str(article).strip()):
         raise ctx.fail(f"{where}: source.article must be text (or left out when unsure)", sl)
+    verified = src.get("verified", True)
+    if not isinstance(verified, bool):
+        raise ctx.fail(f"{where}: source.verified must be true or false, got {verified!r}", sl)
+    notes = ctx.text(raw, "notes", ln, required=False, max_len=4000)
+    if not verified and not notes:
+        raise ctx.fail(f"{where}: source.verified is false: say in 'notes' what could not be verified", sl)
+    if verified and notes.upper().startswith("UNVERIFIED"):  # the first format's marker: would pass silently
+        raise ctx.fail(f"{where}: notes start with 'UNVERIFIED': set 'verified: false' under 'source' instead", sl)
     source = Source(regulation=ctx.text(src, "regulation", sl, max_len=400), topic=ctx.text(src, "topic", sl),
-                    article=str(article).strip() if article is not None else None)
+                    article=str(article).strip() if article is not None else None, verified=verified)
 
     ev = raw.get("evidence")
     if not isinstance(ev, list) or not ev:
@@ -318,7 +344,8 @@ def _parse_control(ctx: _Ctx, raw: Any, index: int, file_line: int | None) -> Co
     if if_missing not in MISSING_POLICIES:
         raise ctx.fail(f"{where}: 'if_missing' must be one of {', '.join(MISSING_POLICIES)}", ln)
     return Control(id=cid, title=title, requirement=requirement, source=source, evidence=tuple(ev), met=met,
-                   partly=partly, severity=severity, applies_to=tuple(applies), if_missing=if_missing, line=ln)
+                   partly=partly, severity=severity, applies_to=tuple(applies), if_missing=if_missing, line=ln,
+                   notes=notes)
 
 
 def parse_control_text(text: str, path: str | Path = "<string>") -> ControlSet:

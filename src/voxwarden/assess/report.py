@@ -7,7 +7,8 @@ import base64
 from pathlib import Path
 from typing import Any
 
-from voxwarden.assess.checklist import Checklist
+from voxwarden.assess.checklist import Checklist, ControlResult
+from voxwarden.assess.controls import UNVERIFIED_MARK
 
 TEMPLATE = "report.html.j2"
 STATUS_ORDER = {"not_met": 0, "partly": 1, "not_assessed": 2, "met": 3, "not_applicable": 4}
@@ -27,6 +28,13 @@ def _pct(v: Any) -> str:
         return str(v)
 
 
+def _row(result: ControlResult) -> dict[str, Any]:
+    """A control-table row; the table shows the unverified mark as a badge, so the citation drops its suffix."""
+    d = result.to_dict()
+    d["citation"] = d["source"].removesuffix(f" [{UNVERIFIED_MARK}]")
+    return d
+
+
 def render_html(figures: dict[str, Any], checklists: list[Checklist], charts: dict[str, Path]) -> str:
     """The report HTML from the figures (as written to figures.json), checklists and chart PNGs."""
     import jinja2
@@ -40,7 +48,8 @@ def render_html(figures: dict[str, Any], checklists: list[Checklist], charts: di
     images = {k: png_data_uri(p) for k, p in charts.items() if Path(p).is_file()}
     tables = [
         {"framework": c.framework, "title": c.title, "regulation": c.regulation, "counts": c.counts(),
-         "results": sorted((r.to_dict() for r in c.results), key=lambda d: STATUS_ORDER.get(d["status"], 9))}
+         "results": sorted((_row(r) for r in c.results), key=lambda d: STATUS_ORDER.get(d["status"], 9)),
+         "unverified": sum(1 for r in c.results if not r.verified)}
         for c in checklists
     ]
     return env.get_template(TEMPLATE).render(f=figures, tables=tables, images=images)

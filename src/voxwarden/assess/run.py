@@ -76,6 +76,15 @@ def risk_rating(checklists: list[Checklist]) -> str:
     return {0: "low", 1: "low", 2: "medium", 3: "high", 4: "critical"}[worst]
 
 
+def control_details(checklists: list[Checklist]) -> dict[str, dict[str, Any]]:
+    """Per control ("framework:id"): status, severity, citation, and whether its article number was verified
+    against the regulation's text (with the control file's notes) - so a reader of figures.json sees which
+    citations are still unconfirmed. `controls` keeps the plain status map the run comparison reads."""
+    return {finding_key(c.framework, r.control_id): {
+        "status": r.status, "severity": r.severity, "title": r.title, "source": r.source, "article": r.article,
+        "verified": r.verified, "notes": r.notes or None} for c in checklists for r in c.results}
+
+
 def _facts(section: str, values: dict[str, Any]) -> dict[str, Any]:
     return {section: {k: v if isinstance(v, Fact) else Fact(v, source="declared:config")
                       for k, v in values.items()}}
@@ -291,7 +300,7 @@ def run_assessment(cfg: AssessmentConfig, out_dir: Path, *, today: date | None =
             for k, v in c.counts().items():
                 counts[k] = counts.get(k, 0) + v
         figures: dict[str, Any] = finite_or_none({
-            "schema": 2,  # 2: live, per_condition/per_length, controls, comparison, rectification
+            "schema": 3,  # 2: live, per_condition/per_length, controls, comparison, rectification; 3: control_details
             "run_id": run_id,
             "framework": framework,
             "platform": cfg.platform,
@@ -308,6 +317,7 @@ def run_assessment(cfg: AssessmentConfig, out_dir: Path, *, today: date | None =
             "checklists": [{"framework": c.framework, "title": c.title, "counts": c.counts()} for c in checklists],
             "live": live.figures,
             "controls": {finding_key(c.framework, r.control_id): r.status for c in checklists for r in c.results},
+            "control_details": control_details(checklists),
             "findings": item_rows,
             "findings_created": len(fr.created),
             "rectification": {"created": fr.created, "existing": fr.existing, "carried": fr.carried,
