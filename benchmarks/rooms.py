@@ -1,6 +1,7 @@
 """Live rooms end to end: N WebSocket clients stream speech in real time to a real ``voxwarden serve``.
 
     python benchmarks/rooms.py [--rooms 10,25,50] [--seconds 20] [--model NAME_OR_DIR] [--level-timeout 60]
+                               [--watermark [--watermark-every S]] [--set KEY=TOML_VALUE ...]
 
 Starts ``voxwarden serve`` as a subprocess on 127.0.0.1 (free port, temporary data dir, a ``rooms`` key
 created first with ``voxwarden admin create-key``), then for each N in ``--rooms`` opens N rooms (one
@@ -17,6 +18,12 @@ server (e.g. a keepalive timeout), and the lag (how long after the last frame th
 server that keeps up answers within about one frame's scoring). A level "held in real time" means
 p95 <= 1.5 s, nothing rejected, skipped or lost, every expected window received. Everything is loopback
 only, bounded in time, and the server is stopped at the end.
+
+``--watermark``: the tenant gets a watermark key first (one ``POST /v1/mark/embed`` of a 5 s clip, which
+makes it), so the server checks every stream with it (``live_watermark = "tenant"``, a check of the last
+8 s every ``--watermark-every`` s of stream time, default the server's); the speech streamed is unmarked,
+the costly case (the detector then runs its whole speed search). The ``wm run/skip`` column counts the
+checks the clients saw that ran, and those the server's check budget (``live_watermark_budget``) skipped.
 """
 
 from __future__ import annotations
@@ -180,6 +187,8 @@ class ClientResult:
     windows: int = 0
     rejected: int = 0
     skipped: int = 0  # windows the server skipped under overload (windows_skipped events)
+    wm_checks: int = 0  # windows that carried a watermark check that ran
+    wm_skipped: int = 0  # windows whose due check the server's check budget skipped
     gaps: int = 0
     sent: int = 0
     max_send_lag: float = 0.0
@@ -210,6 +219,12 @@ async def stream_client(url: str, token: str, room: str, frames: list[bytes], of
                 s = ev.get("seq")
                 if s is not None and s in due:
                     res.latencies.append(t - due[s])
+                wm = ev.get("watermark")
+                if isinstance(wm, dict):
+                    if wm.get("skipped"):
+                        res.wm_skipped += 1
+                    else:
+                        res.wm_checks += 1
             elif typ == "frame_rejected":
                 res.rejected += 1
             elif typ == "gap":
@@ -259,6 +274,27 @@ async def stream_client(url: str, token: str, room: str, frames: list[bytes], of
     return res
 
 
+def make_watermark_key(srv: Server, clip: np.ndarray) -> None:
+    """Give the server's tenant its watermark key: the first /v1/mark/embed makes it (the service never
+    makes one just to check streams)."""
+    import io
+    import wave
+
+    import httpx
+
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SR)
+        w.writeframes(np.clip(np.round(clip * 32767), -32768, 32767).astype("<i2").tobytes())
+    r = httpx.post(f"{srv.base}/v1/mark/embed", headers={"Authorization": f"Bearer {srv.token}"},
+                   files={"file": ("key.wav", buf.getvalue(), "audio/wav")}, data={"payload": "00000001"},
+                   timeout=120)
+    if r.status_code != 200:
+        raise RuntimeError(f"/v1/mark/embed answered {r.status_code}: {r.text[:500]}")
+
+
 def _pack(seq: int, payload: bytes) -> bytes:
     from voxwarden.live import pack_frame
 
@@ -286,7 +322,17 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="model name or directory for the server")
     ap.add_argument("--level-timeout", type=float, default=60.0,
                     help="seconds to wait after the last frame for a room's session_ended")
+    ap.add_argument("--watermark", action="store_true",
+                    help="give the tenant a watermark key, so the server checks every stream with it")
+    ap.add_argument("--watermark-every", type=float, default=None,
+                    help="with --watermark: the server's live_watermark_every (stream seconds between checks)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="an extra server setting as a TOML line, e.g. --set live_score_threads=3 (repeatable)")
     args = ap.parse_args()
+    if any("=" not in kv or "\n" in kv for kv in args.set):
+        ap.error("--set: KEY=VALUE (a TOML value: 3, 0.5, \"text\")")
+    if args.watermark_every is not None and (not args.watermark or not 0 <= args.watermark_every <= 3600):
+        ap.error("--watermark-every: needs --watermark, seconds between 0 and 3600")
     levels = [int(v) for v in args.rooms.split(",") if v.strip()]
     if not levels or any(not 1 <= n <= 200 for n in levels):
         ap.error("--rooms: counts between 1 and 200")
@@ -299,11 +345,21 @@ def main() -> None:
         frames = pcm16_frames(speech)
         print(f"speech: {what}, {len(frames) * FRAME_S:.0f} s; {args.seconds:.0f} s per room, 20 ms PCM16 "
               f"16 kHz frames in real time; cores: {os.cpu_count()} (shared with the clients)", flush=True)
-        with Server("rooms", args.model) as srv:
+        extra = "".join(f"{kv.split('=', 1)[0].strip()} = {kv.split('=', 1)[1].strip()}\n" for kv in args.set)
+        if args.watermark_every is not None:
+            extra += f"live_watermark_every = {args.watermark_every}\n"
+        if extra:
+            print("server settings: " + "; ".join(extra.strip().splitlines()), flush=True)
+        with Server("rooms,mark" if args.watermark else "rooms", args.model, extra) as srv:
             url = f"ws://127.0.0.1:{srv.port}"
+            if args.watermark:
+                print(f"watermark: tenant key made by /v1/mark/embed; checks every "
+                      f"{args.watermark_every if args.watermark_every is not None else 'default'} s", flush=True)
+                make_watermark_key(srv, speech[: 5 * SR])
             print(f"server: pid {srv.proc.pid} on {srv.base}, RSS {srv.rss_mib():.0f} MiB", flush=True)  # type: ignore[union-attr]
             hdr = (f"{'rooms':>5} {'windows':>8} {'exp':>5} {'p50 s':>7} {'p95 s':>7} {'max s':>7} "
-                   f"{'silent':>6} {'rej':>4} {'gaps':>4} {'dropped':>7} {'lost':>4} {'skip':>4} {'end lag s':>9} "
+                   f"{'silent':>6} {'rej':>4} {'gaps':>4} {'dropped':>7} {'lost':>4} {'skip':>4} {'wm run/skip':>11} "
+                   f"{'end lag s':>9} "
                    f"{'cli lag s':>9} "
                    f"{'err':>4} "
                    f"{'RSS MiB':>7}  held")
@@ -331,13 +387,14 @@ def main() -> None:
                 end_lag = max((r.end_lag for r in results if r.end_lag == r.end_lag), default=float("nan"))
                 cli_lag = max(r.max_send_lag for r in results)
                 p95 = pct(lat, 95)
+                wm = f"{sum(r.wm_checks for r in results)}/{sum(r.wm_skipped for r in results)}"
                 held = (not errs and rej == 0 and gaps == 0 and unacked == 0 and lost == 0 and skipped == 0
                         and wins + silent >= expected and p95 <= P95_TARGET_S)
                 if held:
                     best = max(best or 0, n)
                 rows.append(f"{n:>5} {wins:>8} {expected:>5} {pct(lat, 50):>7.3f} {p95:>7.3f} "
                             f"{max(lat, default=float('nan')):>7.3f} {silent:>6} {rej:>4} {gaps:>4} "
-                            f"{unacked:>7} {lost:>4} {skipped:>4} "
+                            f"{unacked:>7} {lost:>4} {skipped:>4} {wm:>11} "
                             f"{end_lag:>9.3f} {cli_lag:>9.3f} {len(errs):>4} {srv.rss_mib():>7.0f}  "
                             f"{'yes' if held else 'no'}")
                 print(hdr if len(rows) == 1 else "", end="\n" if len(rows) == 1 else "")
@@ -350,7 +407,8 @@ def main() -> None:
               "dropped = frames sent but not counted, rate-limited or missing; lost = windows lost or failed to\n"
               "score; skip = windows skipped by the server's overload policy (backlog bound); end lag = last\n"
               "window after the last frame (max over rooms); cli lag = worst client send delay behind real\n"
-              "time (the clients share the CPUs with the server).")
+              "time (the clients share the CPUs with the server); wm run/skip = watermark checks\n"
+              "that ran / that the server's check budget skipped (--watermark).")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

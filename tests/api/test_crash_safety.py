@@ -32,8 +32,9 @@ import numpy as np
 import pytest
 
 from voxwarden.live import pack_frame
-from voxwarden.store import Store, verify_audit_chain
+from voxwarden.store import EvidenceStore, Store, verify_audit_chain
 from voxwarden.store import rooms as room_repo
+from voxwarden.store.evidence import evidence_for, ref_of
 from voxwarden.store.models import Alert, Room, RoomSession, Scan
 
 RULES = """\
@@ -306,6 +307,7 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing(tmp_path: Path, database
     assert all(after[k] == (200, sid) for k, (_, sid) in answered.items())  # replayed, not rescored
 
     store = Store(database, migrate=False) if database else Store(data_dir=tmp_path / "data", migrate=False)
+    evidence = EvidenceStore(tmp_path / "data" / "evidence")
     try:
         with store.session() as s:
             scans = Counter(k for (k,) in s.query(Scan.idempotency_key).all())
@@ -330,6 +332,9 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing(tmp_path: Path, database
                 assert len(keys) == len(set(keys)) == len(stored)  # one alert per stored window, none twice
                 assert {a["key"] for a in c.of("alert")} <= set(keys)  # every alert the client saw is stored
                 assert sorted(round((a.start - STREAM_START) * 1000) for a in rows) == stored
+                for a in rows:  # each alert kept its audio once, intact, across the crash and the replay
+                    evs = evidence_for(s, a.tenant_id, alert_id=a.id)
+                    assert len(evs) == 1 and evidence.verify(ref_of(evs[0])), (a.id, len(evs))
             chain = verify_audit_chain(s)
             assert chain.ok, chain
     finally:

@@ -202,7 +202,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
     # live rooms: one hub per tenant on this app's detector; checkpoints beside the data
     from voxwarden.api.settings import SettingsError
     from voxwarden.api.webhooks import WebhookConfig, WebhookDispatcher
-    from voxwarden.live import RulesError
+    from voxwarden.live import RulesError, StreamOptions
 
     # alert webhooks: queued with the alert, sent by a background thread (only with a signing secret)
     hooks = None
@@ -210,9 +210,19 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
     if settings.webhook_secret:
         app.state.webhooks = WebhookDispatcher(store, settings.webhook_secret)
         hooks = WebhookConfig(urls=settings.webhook_urls, max_attempts=settings.webhook_max_attempts)
+    from voxwarden.api.live_watermark import CheckBudget, tenant_checkers
+    from voxwarden.api.tenant_keys import TenantKeys
+
+    tenant_keys = TenantKeys(settings.data_dir / "tenant-keys")  # per-tenant mark keys: mark, verify, live rooms
+    # live watermark checks with each tenant's own key, for tenants that have one, within one shared time budget
+    watermark_for = (tenant_checkers(tenant_keys, CheckBudget(settings.live_watermark_budget))
+                     if settings.live_watermark == "tenant" else None)
     try:
         app.state.live = LiveService(store, detector, checkpoint_dir=settings.data_dir / "live-checkpoints",
-                                     rules_path=settings.rules_path, webhooks=hooks,
+                                     rules_path=settings.rules_path, webhooks=hooks, watermark_for=watermark_for,
+                                     options=StreamOptions(max_backlog=settings.live_max_backlog,
+                                                           watermark_every=settings.live_watermark_every),
+                                     score_threads=settings.live_score_threads,
                                      on_webhook=app.state.webhooks.wake if app.state.webhooks else None)
     except RulesError as e:  # a bad rules file stops the start, naming file and line
         raise SettingsError(f"rules_path: {e}") from e
@@ -224,13 +234,12 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None, 
     from voxwarden.api.routes_jobs import router as jobs_router
     from voxwarden.api.routes_mark import router as mark_router
     from voxwarden.api.routes_scan import tenant_verifier
-    from voxwarden.api.tenant_keys import TenantKeys
 
     # long uploads: spooled jobs scored by background threads (docs/api.md "Jobs")
     app.state.jobs = JobWorkers(store, detector, settings.data_dir / "spool", workers=settings.job_workers,
                                 lease_seconds=settings.job_lease_seconds, max_attempts=settings.job_max_attempts,
                                 metrics=metrics, verifier_for=lambda tenant: tenant_verifier(app.state, tenant),
-                                tenant_keys=TenantKeys(settings.data_dir / "tenant-keys"),  # per-tenant mark keys
+                                tenant_keys=tenant_keys,
                                 result_hours=settings.job_result_hours)
     app.state.tenant_keys = app.state.jobs.tenant_keys
     app.include_router(jobs_router, responses=ERROR_RESPONSES)

@@ -40,6 +40,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from voxwarden.api.scan_evidence import attach_scan_evidence, evidence_store_of, scan_evidence
 from voxwarden.audio.errors import AudioError
 from voxwarden.store import AuditContext, ConflictError, Store, StoreError, audit
 from voxwarden.store import jobs as job_repo
@@ -420,7 +421,8 @@ class JobWorkers:
             err = {"type": e.code, "message": str(e).replace(str(path), shown)}
             return self._fail(job_id, worker, payload, err, rejected=True)
         result.path = None  # the spool path is ours, not the client's
-        return self._complete(job_id, tenant, payload, worker, result)
+        clips = scan_evidence(result, path)  # a flagged upload keeps its audio ([] otherwise)
+        return self._complete(job_id, tenant, payload, worker, result, clips)
 
     def _process_verify(self, job_id: str, tenant: str, payload: dict[str, Any], worker: str) -> str:
         from voxwarden.api.routes_scan import rejected_file, verify_path
@@ -520,7 +522,8 @@ class JobWorkers:
             q = q.with_for_update()
         return s.scalars(q).first()
 
-    def _complete(self, job_id: str, tenant: str, payload: dict[str, Any], worker: str, result: Any) -> str:
+    def _complete(self, job_id: str, tenant: str, payload: dict[str, Any], worker: str, result: Any,
+                  evidence: list[Any] | None = None) -> str:
         ctx = _ctx(tenant, payload)
         try:
             with self.store.session() as s:
@@ -531,6 +534,8 @@ class JobWorkers:
                 saved = scan_repo.record_scan(s, tenant, result, sha256=str(payload.get("sha256")),
                                               size=payload.get("size"), name=payload.get("name"),
                                               idempotency_key=key, submitted_by=ctx.actor)
+                if saved.created and evidence:
+                    attach_scan_evidence(s, evidence_store_of(self.store), tenant, saved.row.id, evidence)
                 audit.record(s, ctx, "scan.create" if saved.created else "scan.replay", target_type="scan",
                              target_id=saved.row.id,
                              details={"sha256": payload.get("sha256"), "size": payload.get("size"),

@@ -7,7 +7,10 @@ The live core (``voxwarden.live``) knows nothing of tenants or the store; this m
   state or alert key space.
 * ``StoreSink`` (one per tenant hub) is the hub's event sink: it persists session open/end, every scored
   window (``rooms.record_window``, idempotent on the window index) and alerts (``alerts.raise_alert``,
-  idempotent on the natural key). It runs inside the scoring thread, never on the event loop.
+  idempotent on the natural key) with their evidence: the audio of the alert's span (the session's
+  ``EvidenceClip``) as a PCM16 WAV, stored content-addressed and attached in the alert's own transaction,
+  and only while the alert has no evidence yet, so a replay never adds a second row. It runs inside the
+  scoring thread, never on the event loop.
 * ``CheckpointStore`` keeps each speaker's latest ``SessionCheckpoint`` as a small JSON file, so a
   client resuming after a server restart continues from ``last_acked_seq`` on the same window grid.
 * ``Broadcaster`` fans the events of a room out to ``/events`` subscribers (thread-safe, any loop).
@@ -49,8 +52,9 @@ from voxwarden.live import (
     StreamSession,
     WindowScored,
 )
-from voxwarden.store import Store, StoreUnavailableError
+from voxwarden.store import EvidenceError, EvidenceStore, InvalidInputError, Store, StoreUnavailableError
 from voxwarden.store import alerts as alert_repo
+from voxwarden.store import evidence as evidence_repo
 from voxwarden.store import rooms as room_repo
 from voxwarden.store.models import Room as RoomRow
 from voxwarden.store.models import RoomSession
@@ -227,6 +231,11 @@ class StoreSink:
         self._sessions: dict[str, _SessionRow] = {}  # live session id → rows
         self._peers: dict[tuple[str, str], Peer] = {}
         self._lock = threading.Lock()
+        try:
+            self.evidence: EvidenceStore | None = store.evidence
+        except StoreUnavailableError:  # a store without an evidence directory: alerts keep no audio
+            log.warning("no evidence directory: live alerts are stored without their audio")
+            self.evidence = None
 
     def set_peer(self, room: str, speaker: str, peer: Peer) -> None:
         """Network origin of the connection about to open (room, speaker), stored with its session."""
@@ -326,6 +335,11 @@ class StoreSink:
         r = self._rows(ev.room, ev.speaker, ev.session)
         details = {k: v for k, v in ev.to_dict().items() if k not in ("room", "speaker", "type")}
         details = _scrub(details)
+        wav = None
+        if ev.evidence is not None and self.evidence is not None:
+            wav = ev.evidence.wav()
+            details["evidence"] = {**(details.get("evidence") or {}), "sha256": hashlib.sha256(wav).hexdigest(),
+                                   "size": len(wav), "media_type": "audio/wav"}
         queued = 0
         with self.store.session() as s:
             saved = alert_repo.raise_alert(s, self.tenant_id, r.room_row, ev.speaker,
@@ -333,11 +347,33 @@ class StoreSink:
                                            end=max(float(ev.window_end), float(ev.window_start)),
                                            score=float(ev.probability), rule=ev.rule, session_id=r.session_row,
                                            details=details)
+            if wav is not None and ev.evidence is not None:
+                self._attach(s, saved.row, ev, wav)
             if self.webhooks is not None:  # idempotent on the alert's key: a replay queues nothing new
                 queued = enqueue_alert(s, self.tenant_id, saved.row, ev.actions, self.webhooks,
                                        severity=ev.severity)
         if queued and self.on_webhook is not None:
             self.on_webhook()
+
+    def _attach(self, s: Any, row: Any, ev: Alert, wav: bytes) -> None:
+        """Store the alert's audio and link it, unless the alert already has evidence (a replay after a
+        crash, whose trail may hold other audio of the same span). The file is written inside the alert's
+        transaction: a crash before the commit leaves an unreferenced file that ``sweep_orphans`` removes.
+        A file that cannot be written (disk full) is logged and noted on the alert; the alert stays."""
+        assert self.evidence is not None and ev.evidence is not None
+        if evidence_repo.evidence_for(s, self.tenant_id, alert_id=row.id):
+            return
+        clip = ev.evidence
+        try:
+            ref = self.evidence.put(wav, suffix="wav")
+        except (EvidenceError, InvalidInputError) as e:
+            log.error("evidence of alert %s (%s/%s) not stored: %s", row.id, ev.room, ev.speaker, e)
+            info = dict((row.details or {}).get("evidence") or {})
+            info["error"] = str(e)[:500]
+            row.details = {**(row.details or {}), "evidence": info}
+            return
+        evidence_repo.attach_evidence(s, self.tenant_id, ref, alert_id=row.id, start=float(clip.start),
+                                      end=float(clip.end), media_type="audio/wav")
 
     def _ended(self, ev: SessionEnded) -> None:
         r = self._rows(ev.room, ev.speaker, ev.session)
@@ -381,6 +417,10 @@ class LiveService:
     broadcaster: Broadcaster = field(default_factory=Broadcaster)
     webhooks: WebhookConfig | None = None  # None: alert webhook actions are stored, not sent
     on_webhook: Callable[[], None] | None = None  # called after a new delivery was queued
+    # tenant id → its watermark checker (`(samples, sr) -> result`, see live_watermark.py), or None for a
+    # tenant without one; asked when the tenant's hub is made and, while it has none, at each new stream
+    # (so a key made later applies from the next session). None: no watermark checks at all
+    watermark_for: Callable[[str], Callable[[Any, int], Any] | None] | None = None
 
     def __post_init__(self) -> None:
         self._tenants: dict[str, TenantLive] = {}
@@ -398,6 +438,8 @@ class LiveService:
         # windows are scored in their own pool: a room backlog never queues ahead of the HTTP side's
         # worker threads (uploads, auth, store calls use the default pool)
         n = self.score_threads or min(8, max(2, os.cpu_count() or 2))
+        if self.score_threads is None and self.watermark_for is not None:
+            n += 1  # a watermark check holds a scorer for ~1 s (one at a time): it must not halve scoring
         self.score_pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="vw-live-score")
 
     def start_reaper(self) -> None:
@@ -433,17 +475,30 @@ class LiveService:
         return callable(getattr(self.detector, "score_windows", None)) and hasattr(self.detector, "card")
 
     def tenant(self, tenant_id: str) -> TenantLive:
-        """The tenant's hub (created on first use)."""
+        """The tenant's hub (created on first use), with the tenant's watermark checker when it has one."""
         with self._lock:
             t = self._tenants.get(tenant_id)
             if t is None:
                 sink = StoreSink(self.store, tenant_id, webhooks=self.webhooks, on_webhook=self.on_webhook)
                 rules = RulesEngine(self._rules_holder) if self._rules_holder is not None else None
                 hub = Hub(self.detector, rules=rules, sink=sink, options=self.options,
-                          room_type_of=self.room_type_of, linger=self.linger)
+                          room_type_of=self.room_type_of, linger=self.linger,
+                          watermark=self.watermark_for(tenant_id) if self.watermark_for is not None else None)
                 t = self._tenants[tenant_id] = TenantLive(hub, sink)
+            elif t.hub.watermark is None and self.watermark_for is not None:
+                self._install_watermark(tenant_id, t.hub)
         self.start_reaper()
         return t
+
+    def _install_watermark(self, tenant_id: str, hub: Hub) -> None:
+        """Give a hub made before its tenant had a watermark key the tenant's checker: its rooms' new
+        sessions check marks from now on (open sessions keep going without)."""
+        checker = self.watermark_for(tenant_id) if self.watermark_for is not None else None
+        if checker is None:
+            return
+        hub.watermark = checker
+        for room in list(hub.rooms.values()):
+            room.watermark = checker
 
     def claim(self, tenant_id: str, session: StreamSession) -> int:
         """Mark the calling connection as the one feeding this speaker's session; returns its number."""

@@ -29,7 +29,9 @@ from voxwarden.api.auth import Principal, audit_context, require
 from voxwarden.api.errors import ApiError
 from voxwarden.api.jobs_worker import SCAN_KIND, VERIFY_KIND, enqueue_upload, find_job_by_key, wants_job
 from voxwarden.api.responses import JobBody
+from voxwarden.api.scan_evidence import attach_scan_evidence, evidence_store_of, scan_evidence
 from voxwarden.audio.errors import AudioError
+from voxwarden.live.evidence import EvidenceClip
 from voxwarden.store import AuditContext, ConflictError, Store, audit
 from voxwarden.store import scans as scan_repo
 from voxwarden.store.models import Scan
@@ -113,11 +115,14 @@ def _replay(store: Store, ctx: AuditContext, key: str, sha: str) -> dict[str, An
 
 
 def _save(store: Store, ctx: AuditContext, result: Any, sha: str, size: int, name: str | None,
-          key: str | None) -> tuple[dict[str, Any], bool]:
-    """Record the scan and its audit entry in one transaction."""
+          key: str | None, evidence: list[EvidenceClip] | None = None) -> tuple[dict[str, Any], bool]:
+    """Record the scan, its evidence audio (a flagged upload, see `api.scan_evidence`) and its audit entry
+    in one transaction."""
     with store.session() as s:
         saved = scan_repo.record_scan(s, ctx.tenant_id or "", result, sha256=sha, size=size, name=name,
                                       idempotency_key=key, submitted_by=ctx.actor)
+        if saved.created and evidence:
+            attach_scan_evidence(s, evidence_store_of(store), ctx.tenant_id or "", saved.row.id, evidence)
         audit.record(s, ctx, "scan.create" if saved.created else "scan.replay", target_type="scan",
                      target_id=saved.row.id,
                      details={"sha256": sha, "size": size, "decision": saved.row.decision,
@@ -185,7 +190,8 @@ async def create_scan(
             state.metrics.rejected.labels(e.code).inc()
             await asyncio.to_thread(_audit_rejected, state.store, ctx, "scan.rejected", sha, len(data), e.to_dict())
             raise
-        body, created = await asyncio.to_thread(_save, state.store, ctx, result, sha, len(data), name, key)
+        clips = await asyncio.to_thread(scan_evidence, result, data)  # [] unless flagged
+        body, created = await asyncio.to_thread(_save, state.store, ctx, result, sha, len(data), name, key, clips)
     finally:
         if lock is not None:
             lock.release()

@@ -14,6 +14,7 @@ default.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -24,6 +25,9 @@ class SettingsError(ValueError):
     """The configuration file is missing, unreadable, not TOML, or holds an unknown or invalid key."""
 
     code = "bad_config"
+
+
+LIVE_WATERMARK_MODES = ("tenant", "off")  # live rooms: check with the tenant's own watermark key, or never
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,17 @@ class Settings:
     page_size_default: int = 50
     page_size_max: int = 500
     rules_path: Path | None = None  # live alert rules (YAML, docs/live.md); None: live rooms raise no alerts
+    # live overload policy (docs/live.md): seconds of complete windows a speaker may have waiting for scoring
+    # before the oldest are skipped and reported; None: no bound (latency then grows without limit)
+    live_max_backlog: float | None = 10.0
+    live_score_threads: int | None = None  # threads scoring live windows; None: the CPU count, 2..8
+    # live watermark checks (docs/api-rooms.md "Watermarks"): "tenant" checks each tenant's streams with its own
+    # watermark key when it has one; "off" never checks. A check costs ~0.03 s CPU on marked, ~0.4 s on unmarked
+    # speech, so they run every `live_watermark_every` seconds of stream time per speaker (first after 8 s), and
+    # checks run one at a time and take at most `live_watermark_budget` seconds per second (wall; more due are skipped)
+    live_watermark: str = "tenant"
+    live_watermark_every: float = 8.0
+    live_watermark_budget: float = 0.25
     # alert webhooks (docs/webhooks.md): sent only when a signing secret is set
     webhook_secret: str | None = field(default=None, repr=False)  # HMAC key (signatures); None: webhooks off
     webhook_urls: tuple[str, ...] = ()  # endpoints for every alert, besides the rules' webhook actions
@@ -79,6 +94,33 @@ class Settings:
         self._check_webhooks()
         self._check_console()
         self._check_jobs()
+        self._check_live()
+        self._check_live_watermark()
+
+    def _check_live(self) -> None:
+        v = self.live_max_backlog
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v)
+                              or not 0 < v <= 3600):
+            raise SettingsError(f"live_max_backlog must be a number of seconds in (0, 3600] or unset, got {v!r}")
+        if v is not None:
+            object.__setattr__(self, "live_max_backlog", float(v))
+        n = self.live_score_threads
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 256):
+            raise SettingsError(f"live_score_threads must be an integer in [1, 256] or unset, got {n!r}")
+
+    def _check_live_watermark(self) -> None:
+        if self.live_watermark not in LIVE_WATERMARK_MODES:
+            raise SettingsError(f"live_watermark must be one of {', '.join(map(repr, LIVE_WATERMARK_MODES))}, "
+                                f"got {self.live_watermark!r}")
+        v = self.live_watermark_every
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 86400:
+            raise SettingsError(f"live_watermark_every must be a number of seconds in [0, 86400], got {v!r}")
+        object.__setattr__(self, "live_watermark_every", float(v))
+        v = self.live_watermark_budget
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 256:
+            raise SettingsError(f"live_watermark_budget must be a number in (0, 256] (seconds of checking per "
+                                f"second), got {v!r}")
+        object.__setattr__(self, "live_watermark_budget", float(v))
 
     def _check_jobs(self) -> None:
         v = self.sync_max_seconds
@@ -163,6 +205,10 @@ class Settings:
                 if not isinstance(v, str) or not v:
                     raise SettingsError(f"{k} must be a path string")
                 values[k] = Path(v).expanduser()
+            elif k in ("live_max_backlog", "live_score_threads") and isinstance(v, str):
+                if v.strip().lower() != "none":  # TOML has no null: "none" unsets the bound
+                    raise SettingsError(f"{k} must be a positive number or \"none\", got {v!r}")
+                values[k] = None
             elif k in ("database_url", "model", "host", "webhook_secret"):
                 if not isinstance(v, str):
                     raise SettingsError(f"{k} must be a string")

@@ -26,6 +26,7 @@ from voxwarden.live.events import (
     WindowsSkipped,
     alert_key,
 )
+from voxwarden.live.evidence import AudioTrail, EvidenceClip, wav_pcm16
 from voxwarden.live.room import Hub, Room
 from voxwarden.live.rules import (
     Rule,
@@ -48,10 +49,12 @@ from voxwarden.live.stream import (
 
 __all__ = [
     "Alert",
+    "AudioTrail",
     "CapacityError",
     "CodecSpec",
     "Event",
     "EventSink",
+    "EvidenceClip",
     "FrameError",
     "FrameRejected",
     "GapDetected",
@@ -85,4 +88,5 @@ __all__ = [
     "pack_frame",
     "parse_hello",
     "split_frame",
+    "wav_pcm16",
 ]

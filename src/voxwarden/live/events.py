@@ -7,10 +7,13 @@ statuses without parsing messages.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
+
+from voxwarden.live.evidence import EvidenceClip
 
 log = logging.getLogger("voxwarden.live")
 
@@ -160,13 +163,20 @@ class Alert(Event):
     signal: str = "probability"
     actions: list[dict[str, Any]] = field(default_factory=list)
     reason: str = ""
+    # the audio of run_start..end as the session kept it (see live.evidence); the sink stores it. Not in
+    # the JSON: ``to_dict`` carries only its summary (kept span, truncation) under "evidence".
+    evidence: EvidenceClip | None = field(default=None, repr=False, compare=False)
 
     @property
     def key(self) -> str:
         return alert_key(self.room, self.speaker, self.rule, self.window_start)
 
     def to_dict(self) -> dict[str, Any]:
-        d = super().to_dict()
+        d: dict[str, Any] = {"type": self.type}
+        for f in fields(self):
+            if f.name != "evidence":
+                d[f.name] = copy.deepcopy(getattr(self, f.name))
+        d["evidence"] = self.evidence.summary() if self.evidence is not None else None
         d["key"] = self.key
         return d
 

@@ -395,6 +395,18 @@ class RulesEngine:
     def current(self) -> RuleSet:
         return self.rules.get() if isinstance(self.rules, RulesHolder) else self.rules
 
+    def span_needed(self, window: float, hop: float, ruleset: RuleSet | None = None) -> float:
+        """Seconds of audio a first alert of the current rules spans at most (run start → firing
+        window's end, gaps bridged by ``max_gap`` included): what a session keeps for alert evidence."""
+        need = 0.0
+        for r in (ruleset or self.current()).rules:
+            if r.sustain_seconds:
+                span = r.sustain_seconds + hop + window
+            else:
+                span = (max(1, r.sustain_windows) - 1) * hop + window
+            need = max(need, span + max(0.0, r.max_gap) * max(1, r.sustain_windows))
+        return need
+
     def evaluate(self, w: WindowScored, room_type: str = DEFAULT_ROOM_TYPE) -> list[Alert]:
         """Feed one scored window (in stream order for its speaker); returns the alerts it triggers."""
         out: list[Alert] = []

@@ -63,7 +63,8 @@ from voxwarden.live.events import (
     emit,
     log,
 )
-from voxwarden.live.rules import DEFAULT_ROOM_TYPE, RulesEngine
+from voxwarden.live.evidence import AudioTrail
+from voxwarden.live.rules import DEFAULT_ROOM_TYPE, RulesEngine, RuleSet
 
 MAX_HELLO_BYTES = 16 * 1024
 MAX_ID_LENGTH = 128
@@ -298,6 +299,10 @@ class StreamOptions:
     # overload: seconds of complete windows (window starts `hop` apart) that may wait for scoring; when
     # more are due the oldest waiting ones are skipped and counted (None: no bound)
     max_backlog: float | None = 10.0
+    # alert evidence: at most this many seconds of recent scored audio are kept per speaker (PCM16, ~32 kB/s)
+    # so a firing rule's span can be stored with the alert; below it, only what the rules can span plus one
+    # window. None or 0: alerts carry no audio.
+    evidence_seconds: float | None = 30.0
 
 
 @dataclass
@@ -374,6 +379,9 @@ class StreamSession:
         self._pending: list[_Pending] = []
         self._inflight = 0
         self._unsaved_from: int | None = None  # start of the oldest window whose result the sink refused
+        # recent scored audio for alert evidence (scorer-only state, under `_score_lock`), sized by the rules
+        self._trail: AudioTrail | None = None
+        self._trail_rules: RuleSet | None = None
         self._lock = threading.Lock()  # state: timeline, ring, queue, counters (held briefly)
         self._score_lock = threading.Lock()  # one scorer at a time, windows in order (held while scoring)
         self._clock = clock
@@ -714,7 +722,9 @@ class StreamSession:
         if silent:
             with self._lock:
                 self.stats.windows_silent += silent
+        trail = self._evidence_trail()
         if not keep:
+            self._keep_audio(trail, batch)
             return []
         try:
             raw = self.detector.score_windows([p.samples for p, _ in keep])
@@ -726,12 +736,19 @@ class StreamSession:
             with self._lock:
                 self.stats.score_errors += len(keep)
             log.exception("scoring %d window(s) of %s/%s failed", len(keep), self.room, self.speaker)
+            self._keep_audio(trail, batch)
             return []
         threshold = float(self.detector.threshold)
         model = getattr(self.detector, "model_id", None)
         events: list[Event] = []
         n_alerts = 0
-        for (p, frac), r, pr in zip(keep, raw, probs, strict=True):
+        scored = {id(p): (frac, r, pr) for (p, frac), r, pr in zip(keep, raw, probs, strict=True)}
+        for p in batch:
+            self._keep_audio(trail, [p])  # silent windows too: the evidence of a run is continuous audio
+            got = scored.get(id(p))
+            if got is None:
+                continue
+            frac, r, pr = got
             ev = WindowScored(
                 room=self.room, speaker=self.speaker, session=self.session_id, index=p.start // self.hop_n,
                 start=round(p.start / self.sr, 3), end=round(p.end / self.sr, 3), stream_start=self.stream_start,
@@ -743,12 +760,39 @@ class StreamSession:
             events.append(ev)
             if self.rules is not None:
                 alerts = self.rules.evaluate(ev, self.room_type)
+                if trail is not None:
+                    for a in alerts:  # the run's audio, as far as the trail keeps it
+                        a.evidence = trail.clip(a.run_start, a.end)
                 n_alerts += len(alerts)
                 events.extend(alerts)
         with self._lock:
             self.stats.windows_scored += len(keep)
             self.stats.alerts += n_alerts
         return events
+
+    def _evidence_trail(self) -> AudioTrail | None:
+        """The trail of recent scored audio, (re)sized for the current rules: their longest first-alert
+        span plus one window, at most ``evidence_seconds``. None without rules or with evidence off."""
+        cap = self.options.evidence_seconds
+        if self.rules is None or not cap or cap <= 0:
+            return None
+        rs = self.rules.current()
+        if self._trail is None or rs is not self._trail_rules:
+            window, hop = self.window_n / self.sr, self.hop_n / self.sr
+            need = self.rules.span_needed(window, hop, rs) + window
+            n = max(1, int(round(min(float(cap), need) * self.sr)))
+            if self._trail is None:
+                self._trail = AudioTrail(n, self.sr)
+            elif n != self._trail.capacity:
+                self._trail = self._trail.resized(n)
+            self._trail_rules = rs
+        return self._trail
+
+    @staticmethod
+    def _keep_audio(trail: AudioTrail | None, batch: list[_Pending]) -> None:
+        if trail is not None:
+            for p in batch:
+                trail.write(p.start, p.samples)
 
     def _speech_fraction(self, w: np.ndarray) -> float | None:
         """Fraction of the window that is speech, or None when the window should not be scored."""
