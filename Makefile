@@ -41,6 +41,7 @@ lint: install-dev
 	$(BIN)/ruff check src tests benchmarks recipes
 
 bench: install-dev
+	$(PIP) install -q -e '.[dev,train,bench]'
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:

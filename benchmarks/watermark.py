@@ -3,6 +3,7 @@
     python benchmarks/watermark.py                     # robustness + quality + speed, 8 clips per cell
     python benchmarks/watermark.py --clips 20 --rates 16000,48000 --lengths 1,2,3,10
     python benchmarks/watermark.py --fp 20000          # false-positive run on unmarked clips (slow)
+    python benchmarks/watermark.py --clips 4 --lengths 3 --attacks mp3:64k,speed:+3% --speed-reps 0   # quick subset
 
 Speech: ../shared/data/train clips (real human speech, 16 kHz; upsampled for 44.1/48 kHz rows, so they carry
 nothing above 8 kHz) when present, plus espeak-ng TTS (22.05 kHz, resampled) when installed; otherwise a
@@ -301,9 +302,10 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=8, help="clips per (attack, length) cell")
     ap.add_argument("--rates", default="16000,48000")
     ap.add_argument("--lengths", default="1,2,3,10")
+    ap.add_argument("--attacks", default="", help="comma list of attacks (default: all)")
     ap.add_argument("--sources", default="", help="comma list of real,tts,synthetic (default: all found)")
     ap.add_argument("--fp", type=int, default=0, help="run only the false-positive test on this many clips")
-    ap.add_argument("--speed-reps", type=int, default=5)
+    ap.add_argument("--speed-reps", type=int, default=5, help="0 skips the speed run")
     ap.add_argument("--no-robustness", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--key", default=None, help="key file (default: a fixed benchmark key)")
@@ -314,11 +316,17 @@ def main() -> None:
     if args.sources:
         keep = set(args.sources.split(","))
         sources = {k: v for k, v in sources.items() if k in keep} or sources
+    if args.attacks:
+        bad = set(args.attacks.split(",")) - set(ATTACKS)
+        if bad:
+            ap.error(f"unknown attacks {sorted(bad)}; choose from {ATTACKS}")
+        ATTACKS[:] = [a for a in ATTACKS if a in args.attacks.split(",")]
     print("sources: " + ", ".join(f"{k} ({len(v)} recordings)" for k, v in sources.items()))
     if args.fp:
         false_positives(args, sources, m)
         return
-    speed(args, sources, m)
+    if args.speed_reps > 0:
+        speed(args, sources, m)
     if not args.no_robustness:
         robustness(args, sources, m)
 

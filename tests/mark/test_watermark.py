@@ -162,6 +162,51 @@ def test_attacks(marker: Marker, marked16, attack: str) -> None:
         assert r.speed is not None and abs(r.speed - (1.03 if attack == "speed+3" else 0.97)) < 0.006
 
 
+@pytest.mark.parametrize("up,down,speed", [(400, 407, 1.0175), (400, 391, 0.9775)])
+def test_speed_off_the_coarse_grid(marker: Marker, marked16, up: int, down: int, speed: float) -> None:
+    # between two 0.5 % grid speeds: found only by the +-0.25 % refinement around the best coarse speeds
+    z = resample_poly(marked16[1], up, down).astype(np.float32)
+    r = marker.detect(z, 16000)
+    assert r.present and r.payload == PAYLOAD
+    assert r.speed is not None and abs(r.speed - speed) < 0.003
+    assert r.spans and r.spans[-1][1] <= len(z) / 16000 + 0.05  # spans on the received signal's time axis
+
+
+def test_speed_change_at_48k_stereo(marker: Marker) -> None:
+    x = speechlike(3.0, 48000, seed=13)
+    y = marker.embed(np.stack([x, 0.5 * x], axis=1), 48000, PAYLOAD)
+    z = resample_poly(y, 100, 103, axis=0).astype(np.float32)  # 3 % faster
+    r = marker.detect(z, 48000)
+    assert r.present and r.payload == PAYLOAD and abs(r.speed - 1.03) < 0.003
+
+
+def test_speed_search_in_small_batches(monkeypatch: pytest.MonkeyPatch, marker: Marker, marked16) -> None:
+    z = resample_poly(marked16[1], 100, 97).astype(np.float32)
+    whole = marker.detect(z, 16000)
+    monkeypatch.setattr(wm, "SEARCH_SLOTS", 1)  # one speed hypothesis per search call (bounded memory path)
+    r = marker.detect(z, 16000)
+    assert r.present and r.payload == whole.payload == PAYLOAD
+    assert r.speed == whole.speed and r.spans == whole.spans
+
+
+def test_time_scale_undoes_a_speed_change() -> None:
+    x = speechlike(2.0, 8000, seed=14).astype(np.float64)
+    assert wm._time_scale(x, 1.0) is x
+    fast = resample_poly(x, 100, 103)  # what a 3 % speed-up does
+    back = wm._time_scale(fast, 1.03)
+    n = min(len(back), len(x))
+    assert abs(len(back) - len(x)) <= 2
+    band = slice(1000, n - 1000)  # away from the filters' edge transients
+    assert np.corrcoef(back[band], x[band])[0, 1] > 0.97  # (the filters cut 3.5-4 kHz)
+    assert abs(np.corrcoef(fast[band], x[band])[0, 1]) < 0.5  # unrestored: out of step
+
+
+def test_false_positive_bound_is_within_target() -> None:
+    # present needs a 24-bit MAC to verify; at most 2 decodes per candidate slot and stage per 20 s window
+    assert wm.FP_BOUND == 2 * wm.N_STAGES * wm.N_CANDIDATES * 2.0**-wm.MAC_BITS
+    assert wm.FP_BOUND < 1.2e-6
+
+
 def test_mp3_64k_via_pyav(marker: Marker, marked16) -> None:
     from voxwarden.audio.degrade import degrade
 

@@ -3,11 +3,11 @@
 How it works (the argument is in docs/watermark.md):
 
 * All analysis runs at 8 kHz on the mono mix, in the 500-3500 Hz band that telephone resampling, MP3
-  and AAC keep. The signal is cut into 32 ms *slots* (256 samples) and 24 bands of 125 Hz; a *tile* is
+  and AAC keep. The signal is cut into 32 ms *slots* (256 samples) and 12 bands of 250 Hz; a *tile* is
   one slot x one band, and its value is its log energy with the slot's (weighted) mean removed, so gain
   changes and slow equalisation cancel.
 * A *block* is 42 slots (1.344 s) carrying 126 projections (3 per slot). Each projection is a keyed,
-  balanced +-1 combination of 8 tiles of one slot. The embedder moves every projection onto the
+  balanced +-1 combination of 4 tiles of one slot. The embedder moves every projection onto the
   quantiser lattice of its bit (spread-transform dither modulation, keyed dither): the host signal's
   own value does not interfere with the bit (blind, informed embedding), and the change is a gain of
   a fraction of a dB per tile, i.e. shaped by the speech's own spectrum.
@@ -15,9 +15,10 @@ How it works (the argument is in docs/watermark.md):
   keyed-interleaved over the block. Blocks repeat back to back, so any window of >= 1.344 s holds every
   bit (cyclically), and repetitions add up in longer clips.
 * The detector needs no sync bits: on a lattice point cos(4 pi (p - d) / Delta) = 1 whatever the bit,
-  so this sum over all projections is a sync statistic. It searches speed factors (+-3 %), sub-slot
-  offsets and the block phase, soft-decodes the best candidates and reports the mark only when the
-  MAC verifies (false-positive bound 9 * 2^-24 ~ 5.4e-7 per 20 s window).
+  so this sum over all projections is a sync statistic. It searches speed factors (+-3 %, each by
+  resampling the signal back to nominal speed), sub-slot offsets and the block phase, soft-decodes the
+  best candidates and reports the mark only when the MAC verifies (false-positive bound
+  18 * 2^-24 ~ 1.1e-6 per 20 s window).
 """
 
 from __future__ import annotations
@@ -44,17 +45,18 @@ __all__ = [
 payload_from_ids = keys.payload_from_ids
 
 # ---- parameters (changing any of them changes the mark format: bump FORMAT_VERSION) -----------------
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: 12 bands of 250 Hz (1: 24 bands of 125 Hz)
 SR = 8000  # internal analysis rate
+MID_SR = 16000  # rates above this are resampled to/from SR through MID_SR
 NFFT = 128  # 16 ms analysis window: short, so a slot's energy leaks little into its neighbours
 HOP = 32
 SLOT = 256  # samples at SR per slot (32 ms)
 HOPS_PER_SLOT = SLOT // HOP
 TILE_MARGIN = NFFT // 2  # a tile's frames keep their whole window inside the slot
 BIN0 = 8  # first band starts at 500 Hz (62.5 Hz bins)
-BAND_BINS = 2  # 125 Hz bands
-N_BANDS = 24  # 500-3500 Hz
-PROJ_PER_SLOT = 3  # 8 tiles per projection
+BAND_BINS = 4  # 250 Hz bands: twice the Hann main lobe, so neighbouring bands can be moved independently
+N_BANDS = 12  # 500-3500 Hz
+PROJ_PER_SLOT = 3  # 4 tiles per projection
 PAYLOAD_BYTES = 4
 PAYLOAD_BITS = 8 * PAYLOAD_BYTES
 MAC_BITS = 24
@@ -62,12 +64,12 @@ N_INFO = PAYLOAD_BITS + MAC_BITS
 N_CODED = 2 * (N_INFO + ecc.TAIL)  # 124
 BLOCK_SLOTS = math.ceil(N_CODED / PROJ_PER_SLOT)  # 42 slots = 1.344 s
 N_PROJ = BLOCK_SLOTS * PROJ_PER_SLOT
-DELTA_DB = 1.2  # quantiser step of a projection, in dB: robustness vs. SNR
-MAX_GAIN_DB = 4.0  # cap on the change of any one tile
-SHAPE_RANGE = 2.0
+DELTA_DB = 1.4  # quantiser step of a projection, in dB: robustness vs. SNR
+MAX_GAIN_DB = 6.0  # cap on the change of any one tile
+SHAPE_RANGE = 4.0
 SHAPE_GAMMA = 0.25  # 0: same dB change on every tile; 0.5: same energy change on every tile
 MIN_SNR_DB = 30.5  # embedding never goes below this SNR (mark energy vs signal energy)
-EMBED_ITERS = 5  # closed-loop embedding passes
+EMBED_ITERS = 4  # closed-loop embedding passes (a 5th gained nothing measurable)
 EMBED_RELAX = 1.0  # first step; later steps use a per-projection secant estimate of the response
 RELAX_MAX = 1.5
 CMD_MAX = 0.8  # max total command per projection, in units of DELTA_DB
@@ -77,22 +79,27 @@ SLOT_FLOOR_DB = 50.0  # slots this far below the clip's loud slots carry no weig
 SLOT_RAMP_DB = 15.0
 SPEED_STEP = 0.005
 SPEEDS = tuple(1.0 + SPEED_STEP * i for i in range(-6, 7))  # +-3 % in 0.5 % steps
-REFINE_TOP = 2  # coarse speeds refined by +-SPEED_STEP/2
-FINE_TOP = 2  # best speeds of a stage re-searched on the shifted STFT grids
+REFINE_TOP = 2  # coarse speeds (best sync statistic) refined by +-SPEED_STEP/2
+FINE_TOP = 2  # best items (speeds) of a stage re-searched on the shifted STFT grids
 FINE_SHIFTS = (8, 16, 24)  # 1, 2, 3 ms at 8 kHz (the main grid's hop is 4 ms)
 N_OFFSETS = 8  # sub-slot time offsets searched (32 samples at 8 kHz apart)
-WINDOW_S = 20.0  # long inputs are searched in windows of this length (bounds memory, ~150 MB peak)
+WINDOW_S = 20.0  # long inputs are searched in windows of this length (bounds memory)
 WINDOW_OVERLAP_S = 4.0
+SEARCH_SLOTS = 2600  # (item x slot) rows per search call: ~4 speeds of a 20 s window (bounds memory)
 EMBED_CHUNK_SLOTS = 16 * BLOCK_SLOTS  # ~21.5 s of audio per embedding chunk
 CHUNK_PAD_SLOTS = 4
 LOCAL_Z_FULL = 2.0  # decoding: slots with local sync z >= this get full weight
 LOCAL_W_MIN = 0.1
 SPAN_Z = 2.5  # local (one block) sync z above which a slot counts as marked, for `spans`
+SPAN_MIN_SLOTS = BLOCK_SLOTS // 3  # shorter spans are dropped when a longer one exists (~0.45 s)
 N_CANDIDATES = 3  # (speed, offset, phase) hypotheses soft-decoded per search stage
 MIN_SR, MAX_SR = 8000, 48000
 MAX_SECONDS = 1800.0
-#: false-positive bound per 20 s window: 3 search stages x N_CANDIDATES MAC checks of MAC_BITS bits
-FP_BOUND = 3 * N_CANDIDATES * 2.0**-MAC_BITS
+#: search stages per 20 s window: nominal speed, coarse speeds, refined speeds. Each soft-decodes at most
+#: 2 * N_CANDIDATES alignments: the main grid's best, then the best after adding the shifted grids
+N_STAGES = 3
+#: false-positive bound per 20 s window: 2 * N_STAGES * N_CANDIDATES MAC checks of MAC_BITS bits (~1.1e-6)
+FP_BOUND = 2 * N_STAGES * N_CANDIDATES * 2.0**-MAC_BITS
 
 
 class WatermarkError(ValueError):
@@ -103,7 +110,7 @@ class WatermarkError(ValueError):
 class MarkResult:
     """Outcome of `Marker.detect`.
 
-    present: the MAC of a decoded payload verified with this key (false-positive bound ~5e-7 per 20 s).
+    present: the MAC of a decoded payload verified with this key (false-positive bound ~1.1e-6 per 20 s).
     payload: the 4 payload bytes when present, else None.
     confidence: 0..1. When present, 1 - the false-positive bound; when absent, a sync-strength score
         (< 0.5) that says how much mark-like structure was seen (e.g. a mark too damaged to decode).
@@ -130,32 +137,45 @@ class MarkResult:
 # ---- signal helpers ----------------------------------------------------------------------------------
 
 
-def _design(fs_mid: float) -> np.ndarray:
+def _design(fs_mid: float, wide: bool = False) -> np.ndarray:
     """Low-pass FIR at the resampler's intermediate rate: pass 3.5 kHz, stop from 4.5 kHz (60 dB).
 
     Aliases of 4.0-4.5 kHz land above 3.5 kHz, outside the watermark band, so this short filter is enough.
+    `wide`: stop only from 11.5 kHz, for the first (last) stage between a high rate and MID_SR: what it lets
+    through between 4.5 and 11.5 kHz, and what aliases there, the 16 <-> 8 kHz stage removes.
     """
     from scipy.signal import firwin, kaiserord
 
-    numtaps, beta = kaiserord(60.0, 1000.0 / (fs_mid / 2.0))
+    width = MID_SR - 4500.0 - 3500.0 if wide else 1000.0
+    numtaps, beta = kaiserord(60.0, width / (fs_mid / 2.0))
     numtaps |= 1
-    return firwin(numtaps, 4000.0, window=("kaiser", beta), fs=fs_mid)
+    return firwin(numtaps, 3500.0 + width / 2.0, window=("kaiser", beta), fs=fs_mid)
 
 
-@lru_cache(maxsize=32)
-def _fir_for(sr_from: int, sr_to: int) -> tuple[int, int, np.ndarray]:
+@lru_cache(maxsize=64)
+def _fir_for(sr_from: int, sr_to: int, wide: bool = False) -> tuple[int, int, np.ndarray]:
     g = math.gcd(sr_from, sr_to)
     up, down = sr_to // g, sr_from // g
-    return up, down, _design(float(sr_from * up))
+    return up, down, _design(float(sr_from * up), wide)
+
+
+def _poly(x: np.ndarray, sr_from: int, sr_to: int, wide: bool = False) -> np.ndarray:
+    from scipy.signal import resample_poly
+
+    up, down, h = _fir_for(sr_from, sr_to, wide)
+    return resample_poly(np.asarray(x, dtype=np.float64), up, down, window=h.copy())
 
 
 def _resample(x: np.ndarray, sr_from: int, sr_to: int) -> np.ndarray:
-    from scipy.signal import resample_poly
-
+    """Resample for the watermark band (0-3.5 kHz kept). Between 8 kHz and rates above 16 kHz it goes through
+    16 kHz: two short filters cost ~40 % less than one long one at 44.1/48 kHz."""
     if sr_from == sr_to:
         return np.asarray(x, dtype=np.float64)
-    up, down, h = _fir_for(sr_from, sr_to)
-    return resample_poly(np.asarray(x, dtype=np.float64), up, down, window=h.copy())
+    if sr_to == SR and sr_from > MID_SR:
+        return _poly(_poly(x, sr_from, MID_SR, wide=True), MID_SR, SR)
+    if sr_from == SR and sr_to > MID_SR:
+        return _poly(_poly(x, SR, MID_SR), MID_SR, sr_to, wide=True)
+    return _poly(x, sr_from, sr_to)
 
 
 @lru_cache(maxsize=1)
@@ -170,14 +190,15 @@ def _stft(x: np.ndarray) -> np.ndarray:
     Single precision: the mark sits ~30 dB under the signal, far above float32 rounding, and it halves
     the cost of the transforms that dominate embedding and detection.
     """
-    from numpy.lib.stride_tricks import sliding_window_view
+    from numpy.lib.stride_tricks import as_strided
     from scipy import fft as sfft
 
     pad = NFFT // 2
-    z = np.zeros(pad, np.float32)
-    xp = np.concatenate([z, np.asarray(x, np.float32), z, np.zeros(NFFT, np.float32)])
     n_frames = len(x) // HOP + 1
-    frames = sliding_window_view(xp, NFFT)[::HOP][:n_frames] * _window32()
+    xp = np.zeros(len(x) + 2 * pad + NFFT, np.float32)
+    xp[pad : pad + len(x)] = x
+    # frame f = xp[f*HOP : f*HOP + NFFT]; the padding keeps every frame inside xp
+    frames = as_strided(xp, (n_frames, NFFT), (HOP * xp.strides[0], xp.strides[0]), writeable=False) * _window32()
     return sfft.rfft(frames, axis=1)
 
 
@@ -200,13 +221,6 @@ def _istft(spec: np.ndarray, length: int) -> np.ndarray:
     return out[pad : pad + length] / _ola_norm(total)[pad : pad + length]
 
 
-def _power(spec: np.ndarray) -> np.ndarray:
-    """|STFT|^2 in float64 (cumulative sums over thousands of frames need the precision)."""
-    re = spec.real.astype(np.float64)
-    im = spec.imag.astype(np.float64)
-    return re * re + im * im
-
-
 @lru_cache(maxsize=1)
 def _window32() -> np.ndarray:
     return _window().astype(np.float32)
@@ -222,23 +236,13 @@ def _ola_norm(total: int) -> np.ndarray:
     return np.maximum(wsum, 1e-3)
 
 
-@lru_cache(maxsize=64)
-def _band_edges(speed: float) -> tuple[np.ndarray, np.ndarray]:
-    """Band edges in FFT-bin coordinates (bin k covers [k-0.5, k+0.5)), scaled by `speed`: (index, frac)."""
-    edges = np.clip((BIN0 - 0.5 + BAND_BINS * np.arange(N_BANDS + 1)) * speed + 0.5, 0.0, NFFT // 2)
-    i = np.floor(edges).astype(np.int64)
-    return i, edges - i
-
-
-def _band_energies(power: np.ndarray, cum: np.ndarray, speed: float) -> np.ndarray:
-    """(frames, N_BANDS) energies of the bands scaled by `speed`, from per-bin power and its cumsum."""
-    i, frac = _band_edges(speed)
-    at = cum[:, i] + frac * power[:, np.minimum(i, power.shape[1] - 1)]
-    return np.diff(at, axis=1)
-
-
-def _bin_cumsum(power: np.ndarray) -> np.ndarray:
-    return np.concatenate([np.zeros((power.shape[0], 1)), np.cumsum(power, axis=1)], axis=1)
+def _band_energies(spec: np.ndarray) -> np.ndarray:
+    """(frames, N_BANDS) energies of the watermark bands from a `_stft` spectrum, in float64 (cumulative sums
+    over thousands of frames need the precision)."""
+    sub = spec[:, BIN0 : BIN0 + N_BANDS * BAND_BINS]
+    re = sub.real.astype(np.float64)
+    im = sub.imag.astype(np.float64)
+    return (re * re + im * im).reshape(-1, N_BANDS, BAND_BINS).sum(axis=2)
 
 
 def _tiles(band_e: np.ndarray, speed: float, offset: float) -> np.ndarray:
@@ -312,19 +316,43 @@ def _to_mono(samples: np.ndarray) -> np.ndarray:
     return samples if samples.ndim == 1 else samples.mean(axis=1)
 
 
-_Cand = tuple[float, int, float, int, int, np.ndarray, np.ndarray]
+_Cand = tuple[float, int, int, int, int, np.ndarray, np.ndarray]
 
 
 def _collect(
-    cands: list[_Cand], res: tuple[np.ndarray, np.ndarray, np.ndarray], shift: int, speeds: tuple[float, ...]
+    cands: list[_Cand], res: tuple[np.ndarray, np.ndarray, np.ndarray], shift: int, item_of: list[int]
 ) -> None:
-    """Append the N_CANDIDATES best (speed, offset) alignments of one search, each at its best block phase."""
+    """Append the N_CANDIDATES best (item, offset) alignments of one search, each at its best block phase."""
     z, phase, nrm = res
     best = z.max(axis=2)  # (S, O)
     order = np.unravel_index(np.argsort(-best, axis=None)[:N_CANDIDATES], best.shape)
     for si, oi in zip(*order, strict=True):
         k = int(np.argmax(z[si, oi]))
-        cands.append((float(z[si, oi, k]), shift, speeds[si], int(oi), k, phase[si, oi], nrm[si, oi]))
+        cands.append((float(z[si, oi, k]), shift, item_of[si], int(oi), k, phase[si, oi].copy(), nrm[si, oi].copy()))
+
+
+class _Grids:
+    """Band energies of one 8 kHz signal on STFT grids started `shift` samples late, cached per shift."""
+
+    def __init__(self, x8: np.ndarray) -> None:
+        self.x8 = x8
+        self.n = len(x8)
+        self._cache: dict[int, np.ndarray] = {}
+
+    def get(self, shift: int) -> np.ndarray:
+        if shift not in self._cache:
+            self._cache[shift] = _band_energies(_stft(self.x8[shift:]))
+        return self._cache[shift]
+
+
+def _time_scale(x8: np.ndarray, speed: float) -> np.ndarray:
+    """Undo a speed change by `speed` (resampling: tempo and pitch): the result plays at nominal speed.
+
+    The factor is rounded to 1/400 (the speed grid's 0.25 % step is 1/400), so the polyphase filters stay
+    short and cached.
+    """
+    num = int(round(speed * 400))
+    return _resample(x8, SR, SR * num // 400) if num != 400 else x8
 
 
 # ---- key-derived layout ------------------------------------------------------------------------------
@@ -470,8 +498,7 @@ class Marker:
         if n_slots < 1:
             return None
         spec = _stft(x8)
-        pw = _power(spec)
-        tiles = _tiles(_band_energies(pw, _bin_cumsum(pw), 1.0), 1.0, 0.0)[:n_slots]
+        tiles = _tiles(_band_energies(spec), 1.0, 0.0)[:n_slots]
         n_slots = tiles.shape[0]
         if n_slots < 1 or not np.any(tiles > 0):
             return None
@@ -519,7 +546,7 @@ class Marker:
         y8 = x8
         relax = np.full((n_slots, PROJ_PER_SLOT), EMBED_RELAX)  # per-projection inverse response (secant)
         total = np.zeros((n_slots, PROJ_PER_SLOT))
-        for _ in range(EMBED_ITERS):
+        for it in range(EMBED_ITERS):
             dp = np.where(active, target - p, 0.0)
             # bound the total command per projection: a projection that does not respond (its tiles' energy
             # leaks in from a loud neighbour slot) must not soak up mark energy
@@ -532,8 +559,9 @@ class Marker:
             y_spec = spec.copy()
             y_spec[:, BIN0:hi_bin] *= np.repeat(lin[slot_of_frame], BAND_BINS, axis=1)
             y8 = _istft(y_spec, len(x8))
-            pw2 = _power(_stft(y8))
-            t2 = _tiles(_band_energies(pw2, _bin_cumsum(pw2), 1.0), 1.0, 0.0)[:n_slots]
+            if it == EMBED_ITERS - 1:  # the last pass's own effect is not measured: nothing would use it
+                break
+            t2 = _tiles(_band_energies(_stft(y8)), 1.0, 0.0)[:n_slots]
             _, w, vc2 = _log_and_weights(t2)  # what the detector will compute on the marked clip
             p_old = p
             p, _ = project(vc2)
@@ -572,67 +600,101 @@ class Marker:
         return found if found is not None else best
 
     def _detect_8k(self, x8: np.ndarray) -> MarkResult:
-        """Staged search: nominal speed first (cheap), then +-3 % in 0.5 % steps, then +-0.25 % refinement.
+        """Staged search, stopping at the first stage whose decoded payload's MAC verifies.
 
-        Each stage searches 8 sub-slot offsets on the main STFT grid; the best speeds of the stage are then
-        re-searched on STFTs started 1, 2 and 3 ms later, because tile energies are only exact on the
-        embedder's frame grid (a 2 ms misalignment already costs most of the sync statistic).
+        1. Nominal speed: finds unchanged, re-encoded, cropped or pasted audio quickly.
+        2. Speeds +-3 % in 0.5 % steps, each exactly: the signal is resampled back to nominal speed and
+           searched as unchanged audio. (Rescaling band edges and slots on one STFT is cheaper, but the
+           frame grid then drifts against the slots, and it missed most speed-changed TTS clips.)
+        3. +-0.25 % around the REFINE_TOP speeds of stage 2 with the highest sync statistic.
+
+        Every stage searches 8 sub-slot offsets on the main STFT grid, then its best items again on STFTs
+        started 1, 2 and 3 ms later: tile energies are only exact on the embedder's frame grid (a 2 ms
+        misalignment already costs most of the sync statistic). Each stage soft-decodes N_CANDIDATES.
         """
         if len(x8) < 2 * SLOT or not np.any(x8):
             return MarkResult(False, None, 0.0, [])
-        grids: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-        def grid(shift: int) -> tuple[np.ndarray, np.ndarray]:
-            if shift not in grids:
-                pw = _power(_stft(x8[shift:]))
-                grids[shift] = (pw, _bin_cumsum(pw))
-            return grids[shift]
-
-        best_z = 0.0
-        done: set[float] = set()
-        stages: list[tuple[float, ...]] = [(1.0,), SPEEDS]
-        while stages:
-            speeds = tuple(s for s in stages.pop(0) if round(s, 6) not in done)
-            if not speeds:
-                continue
-            done.update(round(s, 6) for s in speeds)
-            res = self._search(*grid(0), speeds)
-            if res is None:
-                return MarkResult(False, None, 0.0, [])
-            # candidates: (z, grid shift, speed, offset index, block phase, phase array, weights)
-            cands: list[_Cand] = []
-
-            _collect(cands, res, 0, speeds)
-            top = [speeds[int(t)] for t in np.argsort(-res[0].max(axis=(1, 2)))[:FINE_TOP]]
-            for shift in FINE_SHIFTS:
-                if len(x8) - shift >= 2 * SLOT:
-                    r2 = self._search(*grid(shift), tuple(top))
-                    if r2 is not None:
-                        _collect(cands, r2, shift, tuple(top))
-            cands.sort(key=lambda c: -c[0])
-            best_z = max(best_z, cands[0][0])
-            for zc, shift, speed, oi, k, ph, nn in cands[:N_CANDIDATES]:
-                payload, slots = self._decode(ph, nn, k)
-                if payload is not None:
-                    slot_s = SLOT / speed / SR
-                    t0 = (shift + oi * SLOT / (speed * N_OFFSETS)) / SR
-                    spans = [(t0 + a * slot_s, t0 + b * slot_s) for a, b in slots]
-                    return MarkResult(True, payload, 1.0 - FP_BOUND, spans, speed=speed, sync_z=zc)
-            if speeds == SPEEDS:  # refine once, around the best coarse speeds
-                half = SPEED_STEP / 2
-                stages.append(tuple(sp + d for sp in top[:REFINE_TOP] for d in (-half, half)))
+        found, best_z, _ = self._stage([(_Grids(x8), 1.0)])
+        if found is not None or best_z == 0.0:
+            return found if found is not None else MarkResult(False, None, 0.0, [])
+        half = SPEED_STEP / 2
+        coarse = [sp for sp in SPEEDS if sp != 1.0]
+        found, z, z_items = self._stage([(_Grids(_time_scale(x8, sp)), sp) for sp in coarse])
+        best_z = max(best_z, z)
+        if found is None and z_items:
+            top = [coarse[i] for i in np.argsort(-np.asarray(z_items))[:REFINE_TOP]]
+            refine = sorted({round(sp + d, 6) for sp in top for d in (-half, half)} - {round(sp, 6) for sp in SPEEDS})
+            found, z, _ = self._stage([(_Grids(_time_scale(x8, sp)), sp) for sp in refine])
+            best_z = max(best_z, z)
+        if found is not None:
+            return found
         conf = float(np.clip((best_z - 5.0) / 10.0, 0.0, 0.49))
         return MarkResult(False, None, conf, [], sync_z=best_z)
 
-    def _search(
-        self, power: np.ndarray, cum: np.ndarray, speed_list: tuple[float, ...]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """Sync statistic z for every (speed, offset, block phase), plus the projections it came from."""
+    def _stage(self, items: list[tuple[_Grids, float]]) -> tuple[MarkResult | None, float, list[float]]:
+        """One search stage over signals that were resampled back by a speed factor: [(grids, speed)].
+
+        Returns (result if a payload verified, best sync z, best sync z of each item). Spans are mapped back
+        to the received signal's time axis.
+        """
+        items = [it for it in items if it[0].n >= 2 * SLOT]
+        if not items:
+            return None, 0.0, []
+        # candidates: (z, grid shift, item, offset index, block phase, phase array, weights)
+        cands: list[_Cand] = []
+        z_items = np.zeros(len(items))
+        per = max(1, SEARCH_SLOTS // max(1, items[0][0].n // SLOT))  # items per search call: bounds memory
+        for b0 in range(0, len(items), per):
+            idx = list(range(b0, min(len(items), b0 + per)))
+            res = self._search([items[i][0].get(0) for i in idx])
+            if res is not None:
+                _collect(cands, res, 0, idx)
+                z_items[idx] = res[0].max(axis=(1, 2))
+        if not cands:
+            return None, 0.0, []
+        # the main grid's best candidates are decoded first: unchanged or re-encoded audio is usually found
+        # here, and the three shifted grids are then never computed
+        found = self._try(cands, items)
+        if found is not None:
+            return found, found.sync_z, []
+        tried = {id(c) for c in cands}
+        top = [int(t) for t in np.argsort(-z_items)[:FINE_TOP]]
+        for shift in FINE_SHIFTS:
+            sel = [i for i in top if items[i][0].n - shift >= 2 * SLOT]
+            if sel:
+                r2 = self._search([items[i][0].get(shift) for i in sel])
+                if r2 is not None:
+                    _collect(cands, r2, shift, sel)
+                    for j, i in enumerate(sel):
+                        z_items[i] = max(z_items[i], float(r2[0][j].max()))
+        cands.sort(key=lambda c: -c[0])
+        found = self._try([c for c in cands[:N_CANDIDATES] if id(c) not in tried], items)
+        if found is not None:
+            return found, found.sync_z, list(z_items)
+        return None, cands[0][0] if cands else 0.0, [float(v) for v in z_items]
+
+    def _try(self, cands: list[_Cand], items: list[tuple[_Grids, float]]) -> MarkResult | None:
+        """Soft-decode the N_CANDIDATES best of `cands`; the first whose MAC verifies becomes the result."""
+        for zc, shift, item, oi, k, ph, nn in sorted(cands, key=lambda c: -c[0])[:N_CANDIDATES]:
+            payload, slots = self._decode(ph, nn, k)
+            if payload is not None:
+                speed = items[item][1]
+                t0 = (shift + oi * SLOT / N_OFFSETS) / SR
+                spans = [((t0 + a * SLOT / SR) / speed, (t0 + b * SLOT / SR) / speed) for a, b in slots]
+                return MarkResult(True, payload, 1.0 - FP_BOUND, spans, speed=speed, sync_z=zc)
+        return None
+
+    def _search(self, items: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Sync statistic z for every (item, offset, block phase), plus the projections it came from.
+
+        An item is the (frames, N_BANDS) band energies of one STFT grid of one signal (at nominal speed).
+        Items are searched together, over their common length.
+        """
         lay = self._layout
-        speeds = np.asarray(speed_list)
-        n_sp, n_off = len(speeds), N_OFFSETS
-        n_frames = power.shape[0]
-        be = np.stack([_band_energies(power, cum, s) for s in speed_list])  # (S, frames, B)
+        n_sp, n_off = len(items), N_OFFSETS
+        speeds = np.ones(n_sp)
+        n_frames = min(it.shape[0] for it in items)
+        be = np.stack([it[:n_frames] for it in items])  # (S, frames, B)
         cpad = np.concatenate([np.zeros((n_sp, 1, N_BANDS)), np.cumsum(be, axis=1)], axis=1)
         offsets = np.arange(n_off)[None, :] * SLOT / (speeds[:, None] * n_off)  # (S, O)
         slot_len = SLOT / speeds
@@ -665,7 +727,7 @@ class Marker:
         reps = -(-n // BLOCK_SLOTS)
         padn = reps * BLOCK_SLOTS - n
         if padn:
-            zeros = np.zeros((n_sp, n_off, padn, BLOCK_SLOTS))
+            zeros = np.zeros((n_sp, n_off, padn, BLOCK_SLOTS), np.float32)
             c = np.concatenate([c, zeros], axis=2)
             var = np.concatenate([var, zeros], axis=2)
         c2 = c.reshape(n_sp, n_off, reps, BLOCK_SLOTS, BLOCK_SLOTS).sum(axis=2)  # [slot mod F, k]
@@ -723,7 +785,9 @@ class Marker:
                 merged[-1] = (merged[-1][0], b)
             else:
                 merged.append((a, b))
-        return payload, merged
+        # a mark runs in whole blocks: a short island of local evidence next to a long span is chance
+        longest = max(b - a for a, b in merged)
+        return payload, [(a, b) for a, b in merged if b - a >= min(longest, SPAN_MIN_SLOTS)]
 
     # -- files --
     def embed_file(
