@@ -71,7 +71,8 @@ def seed_console(store: Store, tenant_a: str, tenant_b: str, audio: bytes, *, no
             s, tenant_a, room.id, "alice", start=start_abs, end=start_abs + 2.0, score=0.93,
             rule="sustained-synthetic", session_id=alice.id,
             details={"severity": "critical", "start": 30.0, "end": 32.0, "run_start": 22.0, "threshold": 0.7,
-                     "windows": 9, "reason": "probability >= 0.70 for 8.0 s of audio"}).row
+                     "windows": 9, "reason": "probability >= 0.70 for 8.0 s of audio",
+                     "actions": [{"type": "alert"}, {"type": "review", "queue": "trust-safety"}]}).row
         stage = room_repo.ensure_room(s, tenant_a, "stage-2").row
         other = alert_repo.raise_alert(s, tenant_a, stage.id, "carol", start=now.timestamp() - 50,
                                        end=now.timestamp() - 48, score=0.75, rule="spike",

@@ -408,6 +408,8 @@ def test_queue_filters_and_paging(env: Env, seeded: Seeded, web: TestClient) -> 
     assert ids(severity="warning") == {seeded.other_alert_id}
     assert ids(min_score="0.9") == {seeded.alert_id}
     assert ids(max_score="0.8") == {seeded.other_alert_id}
+    assert ids(queue="trust-safety") == {seeded.alert_id}  # the rule's review action names the queue
+    assert ids(queue="other-team") == set()
     assert ids(status="resolved") == set()
     today = datetime.now(UTC).date()
     assert ids(since=today.isoformat(), until=today.isoformat()) == both

@@ -213,3 +213,13 @@ def test_tenants_cannot_see_each_other(store, tenant, other_tenant) -> None:
             with pytest.raises(NotFoundError):
                 f()
         assert list_scans(s, other_tenant) == [] and list_alerts(s, other_tenant) == []
+
+
+def test_review_queue_comes_from_the_rules_review_action() -> None:
+    from voxwarden.store.alerts import review_queue
+
+    assert review_queue({"actions": [{"type": "alert"}, {"type": "review", "queue": "kids"}]}) == "kids"
+    assert review_queue({"actions": [{"type": "review", "queue": ""}]}) == "default"
+    assert review_queue({"actions": [{"type": "alert"}, {"type": "webhook", "url": "https://x.example"}]}) is None
+    assert review_queue({"actions": "not a list of actions"}) is None
+    assert review_queue(None) is None

@@ -25,6 +25,15 @@ def alert_key(room_id: str, speaker: str, rule: str, start: float) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+def review_queue(details: dict[str, Any] | None) -> str | None:
+    """The review queue a rule's ``review`` action names (the first one), or None when none asks for review."""
+    for a in (details or {}).get("actions") or ():
+        if isinstance(a, dict) and a.get("type") == "review":
+            q = a.get("queue")
+            return str(q)[:100] if q else "default"
+    return None
+
+
 def raise_alert(
     session: Session,
     tenant_id: str,
@@ -62,10 +71,16 @@ def raise_alert(
             "end": e,
             "score": sc,
             "rule": rule,
-            "details": normalise_json(details or {}, "details"),
+            "details": _with_queue(normalise_json(details or {}, "details")),
         },
     )
     return Saved(row, created)
+
+
+def _with_queue(details: dict[str, Any]) -> dict[str, Any]:
+    """`details` with ``review_queue`` set from its actions, so the review console can filter on one key."""
+    q = review_queue(details)
+    return {**details, "review_queue": q} if q is not None else details
 
 
 def get_alert(session: Session, tenant_id: str, alert_id: str) -> Alert:

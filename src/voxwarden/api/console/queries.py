@@ -40,12 +40,13 @@ class FilterError(ValueError):
 
 @dataclass(frozen=True)
 class AlertFilter:
-    """Queue filters: status, room (platform id), rule, severity, created date range, score range."""
+    """Queue filters: status, room (platform id), rule, severity, review queue, created date range, score range."""
 
     status: str | None = None
     room: str | None = None
     rule: str | None = None
     severity: str | None = None
+    queue: str | None = None  # the review queue a rule's `review` action named
     since: date | None = None
     until: date | None = None
     min_score: float | None = None
@@ -89,7 +90,8 @@ class AlertFilter:
         if severity is not None and severity not in ALERT_SEVERITIES:
             raise FilterError(f"severity must be one of {', '.join(ALERT_SEVERITIES)}")
         f = cls(status=status, room=text("room"), rule=text("rule", 100), severity=severity,
-                since=day("since"), until=day("until"), min_score=num("min_score"), max_score=num("max_score"))
+                queue=text("queue", 100), since=day("since"), until=day("until"),
+                min_score=num("min_score"), max_score=num("max_score"))
         if f.since and f.until and f.since > f.until:
             raise FilterError("since must not be after until")
         if f.min_score is not None and f.max_score is not None and f.min_score > f.max_score:
@@ -119,6 +121,8 @@ def _filtered(q: Select[Any], tenant_id: str, f: AlertFilter) -> Select[Any]:
         q = q.where(Alert.rule == f.rule)
     if f.severity:
         q = q.where(_severity_expr() == f.severity)
+    if f.queue:
+        q = q.where(Alert.details["review_queue"].as_string() == f.queue)
     if f.since:
         q = q.where(Alert.created_at >= datetime.combine(f.since, time(), UTC))
     if f.until:
@@ -168,7 +172,9 @@ def queue_choices(s: Session, tenant_id: str) -> dict[str, list[str]]:
                       .limit(500))
     rules = s.scalars(select(Alert.rule).where(Alert.tenant_id == tenant_id).distinct().order_by(Alert.rule)
                       .limit(200))
-    return {"rooms": list(rooms), "rules": list(rules)}
+    queues = s.scalars(select(Alert.details["review_queue"].as_string()).where(
+        Alert.tenant_id == tenant_id, Alert.details["review_queue"].as_string().is_not(None)).distinct().limit(100))
+    return {"rooms": list(rooms), "rules": list(rules), "queues": sorted(q for q in queues if q)}
 
 
 def _severity(a: Alert) -> str | None:
