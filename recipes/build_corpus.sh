@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Corpus half of the default training recipe: install the generators and real-speech sources, train the
-# neural vocoder, build the corpus, audit it for shortcuts.
+# Corpus half of the default training recipe: install the generators and real-speech sources, build the
+# corpus with the shipped neural vocoders (or retrain one), audit it for shortcuts.
 #
 #   recipes/build_corpus.sh OUT_DIR [SHARED_TRAIN_DIR]
 #
 # SHARED_TRAIN_DIR is shared/data/train when you have it (project developers and CI do; users do not).
 # Without it the corpus uses only the Debian speech packages below, and the vocoder trains on those.
-# Environment: SEED (0), SIZE (default|tiny|large), VOCODER_MINUTES (30, CPU), PY (python3),
-# SKIP_INSTALL=1 to skip apt/pip, VOCODER=path to reuse an already trained vocoder checkpoint.
+# Environment: SEED (0), SIZE (default|tiny|large), PY (python3), SKIP_INSTALL=1 to skip apt/pip.
+# Neural vocoders: by default the four shipped checkpoints in recipes/corpus/vocoders/ (hifigan-gan,
+# hifigan-s, hifigan-v2, vocos: corpus-v2); VOCODERS="a.pt b.pt" to use others; TRAIN_VOCODER=1 to
+# train a fresh CPU one (hifigan-s recipe, VOCODER_MINUTES=30) instead. The GPU-trained ones come from
+# recipes/corpus/gpu_vocoders.sh (see recipes/corpus/vocoders/README.md).
 set -euo pipefail
 
 OUT=${1:?usage: build_corpus.sh OUT_DIR [SHARED_TRAIN_DIR]}
@@ -35,18 +38,20 @@ if [[ -z "${SKIP_INSTALL:-}" ]]; then
 fi
 
 mkdir -p "$OUT"
-VOC_DIR="$OUT.vocoders"
-mkdir -p "$VOC_DIR"
-if [[ -z "${VOCODER:-}" ]]; then
-  VOCODER="$VOC_DIR/hifigan-s.pt"
+if [[ -n "${TRAIN_VOCODER:-}" ]]; then
+  VOC_DIR="$OUT.vocoders"
+  mkdir -p "$VOC_DIR"
+  VOCODERS="$VOC_DIR/hifigan-s.pt"
   DATA=(--data /usr/share/klettres)
   [[ -n "$SHARED" ]] && DATA=(--data "$SHARED/audio" "${DATA[@]}")
   # bona fide speech only; CPU: generator with mel + multi-resolution STFT losses. On a GPU add --adv.
-  nice "$PY" "$HERE/corpus/train_vocoder.py" "${DATA[@]}" --out "$VOCODER" --name hifigan-s \
+  nice "$PY" "$HERE/corpus/train_vocoder.py" "${DATA[@]}" --out "$VOCODERS" --name hifigan-s \
     --minutes "$VOCODER_MINUTES" --data-minutes 80 --seed "$SEED"
 fi
+VOCODERS=${VOCODERS:-$(ls "$HERE"/corpus/vocoders/*.pt)}
 
-ARGS=(corpus build --out "$OUT" --seed "$SEED" --size "$SIZE" --vocoder "$VOCODER")
+ARGS=(corpus build --out "$OUT" --seed "$SEED" --size "$SIZE")
+for v in $VOCODERS; do ARGS+=(--vocoder "$v"); done
 [[ -n "$SHARED" ]] && ARGS+=(--shared-train "$SHARED")
 # (same as `voxwarden corpus build ...` once the command is wired into the CLI)
 nice "$PY" -m voxwarden.commands.corpus "${ARGS[@]:1}"

@@ -7,6 +7,10 @@
 # festival and ffmpeg for the corpus. Never point this at shared/data/dev: dev is validation only and
 # is read here (if present) solely to REPORT an EER in the card after everything was fitted.
 #
+# The shipped default (0.2) was trained on corpus-v1, whose hifigan-gan was the 8,521-step checkpoint (git
+# 1d5ba0c:recipes/corpus/vocoders/hifigan-gan.pt; the file now holds the resumed 12,125-step one of corpus-v2).
+# The corpus-v2 candidate (not shipped, see docs/neural-countermeasure.md) was:
+#   EPOCHS=12 recipes/train_default.sh work-data/corpus-v2 work-data/model-v2   (+ --baseline, see the doc)
 # Env knobs: SEED (0), EPOCHS (default below), THREADS (2), DEVICE (cpu; "cuda" runs the same code on a
 # GPU, not bit-identical), SHARED (../shared beside the repo), LOGO=1 adds leave-one-generator-out runs
 # (one extra training per spoof system: slow on CPU).

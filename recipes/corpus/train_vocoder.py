@@ -7,7 +7,9 @@ vocoder can be downloaded here, so we train one on bona fide speech only (never 
     nice python recipes/corpus/train_vocoder.py --out /work/data/vocoders/hifigan-s.pt \
         --data /work/shared/data/train/audio --data /usr/share/klettres --minutes 30
 
-Without --adv it trains the generator with mel-L1 + multi-resolution STFT losses only (fast, CPU-friendly,
+--arch hifigan (default: V3-like, 0.4 M params; --channels 256 --upsample 8,8,2,2 --kernels 3,7,11 for a
+larger V2-like one) or --arch vocos (ConvNeXt blocks at the frame rate + iSTFT head, a different artefact
+family). Without --adv it trains the generator with mel-L1 + multi-resolution STFT losses only (fast, CPU-friendly,
 buzzy/smeared artefacts); with --adv it adds HiFi-GAN's multi-period and multi-scale discriminators and
 feature matching (use on a GPU, or for longer CPU runs). It writes the checkpoint every few minutes and at
 the end, so a run cut short still leaves a usable model. Reads .flac/.wav/.ogg via soundfile.
@@ -27,7 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from voxwarden.corpus.vocoders import HOP, SR, build_generator, torch_log_mel
+from voxwarden.corpus.vocoders import HOP, SR, build_from_meta, torch_log_mel
 
 SEG = 8192
 
@@ -166,7 +168,16 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=0, help="0: 8 on CPU, 32 on GPU")
     ap.add_argument("--adv", action="store_true", help="add HiFi-GAN discriminators (GPU or long runs)")
     ap.add_argument("--adv-after", type=int, default=0, help="start adversarial loss after N steps")
-    ap.add_argument("--channels", type=int, default=128)
+    ap.add_argument("--arch", choices=("hifigan", "vocos"), default="hifigan",
+                    help="hifigan: transposed-conv upsampling; vocos: ConvNeXt at frame rate + iSTFT head")
+    ap.add_argument("--channels", type=int, default=128, help="hifigan: channels after the input conv")
+    ap.add_argument("--upsample", default="8,8,4", help="hifigan: upsampling factors (product 256)")
+    ap.add_argument("--kernels", default="3,7", help="hifigan: residual-block kernel sizes per stage")
+    ap.add_argument("--dim", type=int, default=256, help="vocos: model width")
+    ap.add_argument("--layers", type=int, default=8, help="vocos: ConvNeXt blocks")
+    ap.add_argument("--intermediate", type=int, default=768, help="vocos: ConvNeXt hidden width")
+    ap.add_argument("--init", type=Path, help="start from this checkpoint's generator (same architecture)")
+    ap.add_argument("--half", action="store_true", help="store weights as float16 (half the file size)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--resume", action="store_true")
@@ -187,24 +198,37 @@ def main() -> int:
         print("no usable audio found", file=sys.stderr)
         return 2
     rng = np.random.default_rng(args.seed)
-    gen = build_generator(args.channels).to(dev)
+    arch_meta: dict = {"arch": args.arch}
+    if args.arch == "hifigan":
+        arch_meta |= {"channels": args.channels, "upsample": [int(v) for v in args.upsample.split(",")],
+                      "kernels": [int(v) for v in args.kernels.split(",")]}
+    else:
+        arch_meta |= {"dim": args.dim, "layers": args.layers, "intermediate": args.intermediate}
+    gen = build_from_meta(arch_meta).to(dev)
+    print(f"{args.name}: {args.arch}, {sum(p.numel() for p in gen.parameters()) / 1e6:.2f} M params",
+          file=sys.stderr)
     opt_g = torch.optim.AdamW(gen.parameters(), 2e-4 if args.adv else 5e-4, betas=(0.8, 0.99))
     disc = Discriminators().to(dev) if args.adv else None
     opt_d = torch.optim.AdamW(disc.parameters(), 2e-4, betas=(0.8, 0.99)) if disc else None
     step = 0
-    if args.resume and args.out.exists():
-        ck = torch.load(args.out, map_location=dev, weights_only=True)
-        gen.load_state_dict(ck["generator"])
+    start = args.init or (args.out if args.resume and args.out.exists() else None)
+    if start is not None:
+        ck = torch.load(start, map_location=dev, weights_only=True)
+        gen.load_state_dict({k: v.float() for k, v in ck["generator"].items()})
         step = int(ck["meta"].get("steps", 0))
+        print(f"resumed from {start} at step {step}", file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
     def save() -> None:
-        meta = {"name": args.name, "channels": args.channels, "upsample": [8, 8, 4], "sr": SR, "hop": HOP,
-                "steps": step, "adversarial": bool(args.adv), "device": dev.type,
+        meta = {"name": args.name, **arch_meta, "sr": SR, "hop": HOP, "steps": step,
+                "params": sum(p.numel() for p in gen.parameters()),
+                "seconds": round(time.time() - t0), "adversarial": bool(args.adv), "device": dev.type,
                 "trained_on": [str(p) for p in args.data], "minutes_budget": args.minutes,
                 "loss_mel_l1": round(float(last_mel), 4)}
         tmp = args.out.with_suffix(".tmp")
-        torch.save({"generator": {k: v.cpu() for k, v in gen.state_dict().items()}, "meta": meta}, tmp)
+        state = {k: (v.half() if args.half and v.is_floating_point() else v).cpu()
+                 for k, v in gen.state_dict().items()}
+        torch.save({"generator": state, "meta": meta}, tmp)
         tmp.replace(args.out)
         args.out.with_suffix(".json").write_text(json.dumps(meta, indent=2))
 
@@ -240,7 +264,8 @@ def main() -> int:
         last_mel = float(mel_l1.detach())
         step += 1
         if step % 100 == 0:
-            print(f"step {step} mel_l1 {last_mel:.3f} g {float(g_loss.detach()):.3f} {time.time() - t0:.0f}s",
+            g = float(g_loss.detach())
+            print(f"{args.name} step {step} mel_l1 {last_mel:.3f} g {g:.3f} {time.time() - t0:.0f}s",
                   file=sys.stderr, flush=True)
         if time.time() - last_save > 180:
             save()

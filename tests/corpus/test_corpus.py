@@ -225,3 +225,12 @@ def test_load_item_errors(tmp_path: Path) -> None:
         it = SourceItem("k", "s", p, "spk", "en", "x", 16000)
         with pytest.raises(AudioError):
             load_item(it)
+
+
+def test_missing_generators_are_warned_about() -> None:
+    from voxwarden.corpus.build import EXPECTED_TTS_SYSTEMS, missing_tts_warnings
+
+    assert missing_tts_warnings(set(EXPECTED_TTS_SYSTEMS)) == []
+    w = missing_tts_warnings({"espeak-ng", "flite-cg"})
+    assert len(w) == len(EXPECTED_TTS_SYSTEMS) - 2
+    assert any("piper-vits" in x for x in w) and not any("espeak-ng" in x for x in w)

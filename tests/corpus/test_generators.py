@@ -68,6 +68,52 @@ def test_neural_vocoder_checkpoint_round_trip(tmp_path: Path) -> None:
         NeuralVocoder.load(tmp_path / "bad.pt")
 
 
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"arch": "vocos", "dim": 32, "layers": 2, "intermediate": 64},
+        {"arch": "hifigan", "channels": 32, "upsample": [8, 8, 2, 2], "kernels": [3, 7, 11]},
+    ],
+)
+def test_other_vocoder_architectures_round_trip_in_half_precision(tmp_path: Path, meta: dict) -> None:
+    torch = pytest.importorskip("torch")
+    from voxwarden.corpus.vocoders import NeuralVocoder, build_from_meta
+
+    net = build_from_meta(meta)
+    x = _voice(1.0)
+    # the network maps T mel frames to (T - 1) * 256 (vocos) or T * 256 (hifigan) samples
+    with torch.inference_mode():
+        raw = net(torch.from_numpy(log_mel(x))[None])[0]
+    assert raw.shape[0] >= len(x) - 256 and torch.isfinite(raw).all()
+    p = tmp_path / "v.pt"
+    half = {k: v.half() for k, v in net.state_dict().items()}  # how train_vocoder.py --half stores them
+    torch.save({"generator": half, "meta": {**meta, "name": "tiny"}}, p)
+    v = NeuralVocoder.load(p)
+    assert v.meta["arch"] == meta["arch"]
+    assert all(t.dtype == torch.float32 for t in v.generator.state_dict().values() if t.is_floating_point())
+    y = copy_synthesize(x, v)
+    assert y.shape == x.shape and np.all(np.isfinite(y)) and np.abs(y).max() > 0
+    # the two outputs differ only by the half-precision rounding of the weights
+    with torch.inference_mode():
+        again = v.generator(torch.from_numpy(log_mel(x))[None])[0]
+    assert float((again - raw).abs().max()) < 0.05
+
+
+def test_vocoder_meta_errors_are_clear(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from voxwarden.corpus.vocoders import NeuralVocoder, build_from_meta
+
+    with pytest.raises(VocoderError, match="architecture"):
+        build_from_meta({"arch": "wavenet"})
+    with pytest.raises(VocoderError, match="multiply"):
+        build_from_meta({"arch": "hifigan", "upsample": [8, 8, 2]})
+    p = tmp_path / "mismatch.pt"
+    net = build_from_meta({"arch": "vocos", "dim": 32, "layers": 2, "intermediate": 64})
+    torch.save({"generator": net.state_dict(), "meta": {"arch": "vocos", "dim": 48, "layers": 2}}, p)
+    with pytest.raises(VocoderError, match="cannot load"):
+        NeuralVocoder.load(p)
+
+
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 def test_espeak_voice_synthesises() -> None:
     from voxwarden.corpus.tts import TTSError, available_voices, synthesize

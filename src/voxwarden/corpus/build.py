@@ -128,6 +128,11 @@ def _select_bonafide(
     for it in ast:
         by_prompt[(it.language, it.key.split("-", 3)[3])].append(it)
     ast = [v[int(rng.integers(len(v)))] for _, v in sorted(by_prompt.items())]
+    if ast:
+        missing = sorted(set(ASTERISK_LANGUAGES) - {it.language for it in ast})
+        if missing:
+            warnings.append(f"asterisk-core-sounds not installed for {', '.join(missing)} (see "
+                            "recipes/build_corpus.sh); the corpus has fewer bona fide languages")
     kl = klettres_items() if system_sources else []
     al = alsa_items() if system_sources else []
     tr = shared_train_items(shared_train) if shared_train else []
@@ -157,6 +162,16 @@ def _select_bonafide(
             groups[group_key(it)].append(it)
         chosen += _round_robin(groups, want, rng)
     return chosen, available
+
+
+ASTERISK_LANGUAGES = ("en", "es", "fr", "it", "ru")
+EXPECTED_TTS_SYSTEMS = ("espeak-ng", "festival-diphone", "festival-hts", "flite-cg", "flite-diphone", "piper-vits")
+
+
+def missing_tts_warnings(present: set[str]) -> list[str]:
+    """One warning per TTS system the recipe installs but this machine lacks (the corpus will lack it)."""
+    return [f"TTS system {s} not installed (see recipes/build_corpus.sh); the corpus lacks it"
+            for s in EXPECTED_TTS_SYSTEMS if s not in present]
 
 
 _EN_SENTENCES = [
@@ -328,6 +343,8 @@ def build_corpus(
     voices = available_voices() if tts else []
     if tts and not voices:
         warnings.append("no TTS engine installed (espeak-ng, festival, flite, piper-tts); TTS spoofs skipped")
+    elif tts:
+        warnings += missing_tts_warnings({v.system for v in voices})
     texts = _text_pools([b[0] for b in bases], system_sources)
     piper: PiperWorker | None = None
     if any(v.engine == "piper" for v in voices) and plan.tts:

@@ -8,8 +8,9 @@ generation artefacts rather than who speaks or what is said. Vocoders here:
 - ``melgl``: 80-band log-mel (what neural TTS predicts), pseudo-inverted, then Griffin-Lim.
 - ``lpc``: frame-wise LPC envelope driven by a pulse train (voiced) or noise (unvoiced).
 - ``sinusoidal``: harmonic sinusoids at F0 multiples with WORLD envelope amplitudes, plus shaped noise.
-- ``neural:<name>``: a small HiFi-GAN-style generator (mel -> waveform) trained here on bona fide speech
-  by ``recipes/corpus/train_vocoder.py``; torch is needed only for this one.
+- neural (``NeuralVocoder``, system = its name): HiFi-GAN generators (transposed-convolution upsampling)
+  and a Vocos-like ConvNeXt + iSTFT network (mel -> waveform), trained here on bona fide speech by
+  ``recipes/corpus/train_vocoder.py``; torch is needed only for these.
 
 All functions take and return float32 mono at 16 kHz; output has the input's length.
 """
@@ -38,6 +39,9 @@ __all__ = [
     "CLASSIC_VOCODERS",
     "NeuralVocoder",
     "VocoderError",
+    "build_from_meta",
+    "build_generator",
+    "build_vocos",
     "copy_synthesize",
     "log_mel",
     "mel_filterbank",
@@ -330,10 +334,19 @@ CLASSIC_VOCODERS: dict[str, Callable[..., np.ndarray]] = {
 # ------------------------------------------------------------------------------------ neural vocoder
 
 
-def build_generator(channels: int = 128, upsample: tuple[int, ...] = (8, 8, 4)) -> Any:
-    """A small HiFi-GAN (V3-like) generator: log-mel (80, T) -> waveform (T*256). Needs torch."""
+def build_generator(
+    channels: int = 128, upsample: tuple[int, ...] = (8, 8, 4), kernels: tuple[int, ...] = (3, 7)
+) -> Any:
+    """A HiFi-GAN generator: log-mel (80, T) -> waveform (T*256). Needs torch.
+
+    The defaults are V3-like (0.4 M params); ``channels=256, upsample=(8, 8, 2, 2), kernels=(3, 7, 11)``
+    is a V2-like, larger one. Each stage sums one residual block per kernel size (multi-receptive-field
+    fusion)."""
     import torch
     from torch import nn
+
+    if int(np.prod(upsample)) != HOP:
+        raise VocoderError(f"upsample factors {upsample} must multiply to the mel hop {HOP}")
 
     class ResBlock(nn.Module):
         def __init__(self, ch: int, k: int = 3, dilations: tuple[int, ...] = (1, 3, 5)) -> None:
@@ -357,7 +370,7 @@ def build_generator(channels: int = 128, upsample: tuple[int, ...] = (8, 8, 4)) 
                 ups.append(nn.ConvTranspose1d(ch, ch // 2, r * 2, stride=r, padding=r // 2 + r % 2,
                                               output_padding=r % 2))
                 ch //= 2
-                blocks.append(nn.ModuleList([ResBlock(ch, 3), ResBlock(ch, 7)]))
+                blocks.append(nn.ModuleList([ResBlock(ch, k) for k in kernels]))
             self.ups = nn.ModuleList(ups)
             self.blocks = nn.ModuleList(blocks)
             self.post = nn.Conv1d(ch, 1, 7, padding=3)
@@ -366,10 +379,70 @@ def build_generator(channels: int = 128, upsample: tuple[int, ...] = (8, 8, 4)) 
             x = self.pre(mel)
             for up, bl in zip(self.ups, self.blocks, strict=True):
                 x = up(nn.functional.leaky_relu(x, 0.1))
-                x = (bl[0](x) + bl[1](x)) / 2
+                x = sum(b(x) for b in bl) / len(bl)
             return torch.tanh(self.post(nn.functional.leaky_relu(x, 0.1))).squeeze(1)
 
     return Generator()
+
+
+def build_vocos(dim: int = 256, layers: int = 8, intermediate: int = 768) -> Any:
+    """A Vocos-like vocoder: ConvNeXt blocks at the mel frame rate, then an iSTFT head. Needs torch.
+
+    Why a second family: modern TTS increasingly uses Fourier-head vocoders (Vocos, iSTFTNet) whose
+    artefacts (frame-rate phase errors, no upsampling aliasing) differ from HiFi-GAN's transposed
+    convolutions. The head predicts log-magnitude and phase of a 1024-point STFT with the mel's hop, so
+    all the network's work is at 62.5 frames/s: cheap on a CPU."""
+    import torch
+    from torch import nn
+
+    class ConvNeXt(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.dw = nn.Conv1d(dim, dim, 7, padding=3, groups=dim)
+            self.norm = nn.LayerNorm(dim, eps=1e-6)
+            self.pw1 = nn.Linear(dim, intermediate)
+            self.pw2 = nn.Linear(intermediate, dim)
+            self.gamma = nn.Parameter(torch.full((dim,), 1.0 / layers))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.dw(x).transpose(1, 2)
+            h = self.pw2(nn.functional.gelu(self.pw1(self.norm(h))))
+            return x + (self.gamma * h).transpose(1, 2)
+
+    class Vocos(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pre = nn.Conv1d(N_MELS, dim, 7, padding=3)
+            self.norm = nn.LayerNorm(dim, eps=1e-6)
+            self.blocks = nn.ModuleList(ConvNeXt() for _ in range(layers))
+            self.final = nn.LayerNorm(dim, eps=1e-6)
+            self.head = nn.Linear(dim, 2 * (N_FFT // 2 + 1))
+            self.register_buffer("window", torch.hann_window(N_FFT), persistent=False)
+
+        def forward(self, mel: torch.Tensor) -> torch.Tensor:
+            x = self.norm(self.pre(mel).transpose(1, 2)).transpose(1, 2)
+            for b in self.blocks:
+                x = b(x)
+            h = self.head(self.final(x.transpose(1, 2))).transpose(1, 2)  # [B, 2F, T]
+            logmag, phase = h.chunk(2, dim=1)
+            mag = torch.exp(torch.clamp(logmag, max=6.0))
+            spec = torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))
+            n = (mel.shape[-1] - 1) * HOP
+            return torch.istft(spec, N_FFT, HOP, N_FFT, self.window, center=True, length=n)
+
+    return Vocos()
+
+
+def build_from_meta(meta: dict) -> Any:
+    """Rebuild an untrained network of the architecture a checkpoint's meta describes."""
+    arch = str(meta.get("arch", "hifigan"))
+    if arch == "hifigan":
+        return build_generator(int(meta.get("channels", 128)), tuple(meta.get("upsample", (8, 8, 4))),
+                               tuple(meta.get("kernels", (3, 7))))
+    if arch == "vocos":
+        return build_vocos(int(meta.get("dim", 256)), int(meta.get("layers", 8)),
+                           int(meta.get("intermediate", 768)))
+    raise VocoderError(f"unknown neural vocoder architecture {arch!r}")
 
 
 def torch_log_mel(wav: Any) -> Any:
@@ -384,7 +457,7 @@ def torch_log_mel(wav: Any) -> Any:
 
 @dataclass
 class NeuralVocoder:
-    """A trained mel->waveform generator loaded from a checkpoint written by train_vocoder.py."""
+    """A trained mel->waveform network (HiFi-GAN or Vocos-like) loaded from a train_vocoder.py checkpoint."""
 
     name: str
     generator: Any
@@ -399,8 +472,9 @@ class NeuralVocoder:
         try:
             ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
             meta = dict(ckpt["meta"])
-            gen = build_generator(int(meta.get("channels", 128)), tuple(meta.get("upsample", (8, 8, 4))))
-            gen.load_state_dict(ckpt["generator"])
+            gen = build_from_meta(meta)
+            # checkpoints may store weights as float16 (half the size); compute in float32
+            gen.load_state_dict({k: v.float() for k, v in ckpt["generator"].items()})
         except Exception as e:  # noqa: BLE001 - a hostile/corrupt file can raise anything from unpickling
             raise VocoderError(f"cannot load neural vocoder {path}: {e}") from e
         gen.eval()

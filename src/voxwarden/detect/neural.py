@@ -564,6 +564,20 @@ def per_system_eer(scores: np.ndarray, items: Sequence[CorpusItem]) -> dict[str,
     return out
 
 
+def _logo_folds(
+    items: Sequence[CorpusItem], tr: Sequence[int], systems: Sequence[str] | None, group: bool
+) -> list[list[str]]:
+    """Which systems each leave-out fold removes: one fold per system, or one fold for all of them."""
+    present = sorted({items[i].system for i in tr if items[i].label == 1})
+    chosen = present if systems is None else list(systems)
+    unknown = sorted(set(chosen) - set(present))
+    if unknown:
+        raise ValueError(f"leave-out systems not among the training spoof systems: {unknown} (have {present})")
+    if not chosen:
+        raise ValueError("no spoof system to leave out")
+    return [chosen] if group else [[s] for s in chosen]
+
+
 def logo_eval(
     items: Sequence[CorpusItem],
     tr: Sequence[int],
@@ -571,24 +585,55 @@ def logo_eval(
     *,
     seed: int = 0,
     progress: Progress | None = None,
+    systems: Sequence[str] | None = None,
+    group: bool = False,
     **train_opts: Any,
 ) -> dict[str, float]:
     """Leave-one-generator-out EER: for each spoof system, train without it (on ``tr``) and score it
-    together with the held-back bona fide clips (``ho``)."""
+    together with the held-back bona fide clips (``ho``).
+
+    ``systems`` restricts the folds to those systems (e.g. the neural vocoders); ``group=True`` trains
+    ONE model without all of them (stricter than one-out, and one training instead of many) and reports
+    each left-out system's EER against the same held-back bona fide."""
     import tempfile
 
     say = progress or (lambda msg, frac: None)
     out: dict[str, float] = {}
-    systems = sorted({items[i].system for i in tr if items[i].label == 1})
-    for k, name in enumerate(systems):
-        tr_k = [i for i in tr if items[i].system != name]
-        ev = [i for i in ho if items[i].label == 0] + [i for i, it in enumerate(items) if it.system == name]
+    folds = _logo_folds(items, tr, systems, group)
+    for k, names in enumerate(folds):
+        tr_k = [i for i in tr if items[i].system not in names]
         with tempfile.TemporaryDirectory() as td:
             train_neural([(items[i].audio, items[i].label) for i in tr_k], Path(td), seed=seed, **train_opts)
-            sc = score_clips(Path(td), [items[i].audio for i in ev])
-        out[name] = round(eer(sc, np.array([items[i].label for i in ev]))[0], 4)
-        say(f"LOGO {name}: EER {out[name]:.3f}", (k + 1) / len(systems))
+            out.update(left_out_eer(Path(td), items, ho, names))
+        say(f"LOGO {'+'.join(names)}: EER " + ", ".join(f"{out[n]:.3f}" for n in names), (k + 1) / len(folds))
     return out
+
+
+def left_out_eer(
+    model_dir: Path, items: Sequence[CorpusItem], ho: Sequence[int], systems: Sequence[str]
+) -> dict[str, float]:
+    """EER of a model on each of ``systems`` (all its clips) against the held-back bona fide (``ho``),
+    scored as ``logo_eval`` scores (raw 4 s / 2 s windows). Also how a baseline model is compared on the
+    same trials."""
+    bona = [i for i in ho if items[i].label == 0]
+    out: dict[str, float] = {}
+    for name in systems:
+        ev = bona + [i for i, it in enumerate(items) if it.system == name and it.label == 1]
+        sc = score_clips(Path(model_dir), [items[i].audio for i in ev])
+        out[name] = round(eer(sc, np.array([items[i].label for i in ev]))[0], 4)
+    return out
+
+
+def heldout_eer(model_dir: Path, items: Sequence[CorpusItem], ho: Sequence[int]) -> dict[str, Any]:
+    """Per-system EER of a finished model (card + model.onnx) on the held-back clips, scored as the
+    ``Detector`` scores files: how a candidate and the shipped default are compared on equal terms."""
+    scorer, how = _detector_scorer(Path(model_dir))
+    held = [items[i] for i in ho]
+    scores, kept = _score_all(scorer, held)
+    res: dict[str, Any] = per_system_eer(scores, [held[i] for i in kept])
+    res["n"] = len(kept)
+    res["scored_by"] = how
+    return res
 
 
 def build_default(
@@ -600,6 +645,9 @@ def build_default(
     holdout: float = 0.2,
     logo: bool = False,
     logo_epochs: int | None = None,
+    logo_systems: Sequence[str] | None = None,
+    logo_group: bool = False,
+    baseline: Path | None = None,
     dev_protocol: Path | None = None,
     pretrained: Path | None = None,
     extra_metrics: Path | None = None,
@@ -628,12 +676,21 @@ def build_default(
 
     if logo:
         metrics["logo_eer"] = logo_eval(
-            items, tr, ho, seed=seed, progress=say, epochs=logo_epochs or max(1, epochs // 2), **train_opts
+            items, tr, ho, seed=seed, progress=say, epochs=logo_epochs or max(1, epochs // 2),
+            systems=logo_systems, group=logo_group, **train_opts
         )
+        how_out = "the systems together" if logo_group else "the system"
+        n_ep = logo_epochs or max(1, epochs // 2)
         metrics["logo_note"] = (
-            "leave-one-generator-out on the training corpus: trained without the system, "
-            "scored on it plus held-back bona fide (raw windows, no VAD)"
+            f"leave-{'group' if logo_group else 'one-generator'}-out on the training corpus: trained without "
+            f"{how_out} ({n_ep} epochs), scored on it plus held-back bona fide (raw windows, no VAD)"
         )
+    if baseline is not None:
+        # the model this one would replace, scored on the same held-back clips and left-out systems
+        base: dict[str, Any] = {"model": str(baseline), "heldout_eer": heldout_eer(baseline, items, ho)}
+        if logo:
+            base["left_out_systems_eer"] = left_out_eer(baseline, items, ho, sorted(metrics["logo_eer"]))
+        metrics["baseline"] = base
 
     if pretrained is not None:
         shutil.copyfile(Path(pretrained) / "model.onnx", out_dir / "model.onnx")
@@ -729,6 +786,38 @@ def build_default(
     return card
 
 
+def logo_only(
+    protocol: Path,
+    *,
+    seed: int = 0,
+    epochs: int = 8,
+    holdout: float = 0.2,
+    systems: Sequence[str] | None = None,
+    group: bool = False,
+    baseline: Path | None = None,
+    progress: Progress | None = None,
+    **opts: Any,
+) -> dict[str, Any]:
+    """Leave-out folds alone (to run beside the main training): the ``logo_eer`` / ``logo_note`` card
+    metrics, plus ``baseline_left_out_eer`` (``baseline`` model on the same trials) when given."""
+    say = progress or (lambda msg, frac: print(f"[{frac:5.1%}] {msg}", flush=True))
+    items = read_protocol(Path(protocol))
+    tr, ho, split_how = train_heldout(items, holdout, seed)
+    res: dict[str, Any] = {
+        "logo_eer": logo_eval(items, tr, ho, seed=seed, progress=say, epochs=epochs, systems=systems,
+                              group=group, **opts),
+        "logo_note": (
+            f"leave-{'group' if group else 'one-generator'}-out on the training corpus ({split_how}): trained "
+            f"({epochs} epochs) without {'the systems together' if group else 'the system'}, scored on it "
+            "plus held-back bona fide (raw 4 s / 2 s windows, no VAD)"
+        ),
+    }
+    if baseline is not None:
+        res["baseline_left_out_eer"] = {"model": str(baseline),
+                                        **left_out_eer(Path(baseline), items, ho, sorted(res["logo_eer"]))}
+    return res
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: ``python -m voxwarden.detect.neural PROTOCOL OUT_DIR [--seed S] [--epochs E] [--logo] ...``."""
     p = argparse.ArgumentParser(description="Train, calibrate and document the default neural model.")
@@ -740,6 +829,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--holdout", type=float, default=0.2)
     p.add_argument("--logo", action="store_true", help="also run leave-one-generator-out (slow)")
     p.add_argument("--logo-epochs", type=int, default=None)
+    p.add_argument("--logo-systems", default=None, help="comma-separated spoof systems to leave out (default all)")
+    p.add_argument("--logo-group", action="store_true", help="leave the --logo-systems out together (1 training)")
+    p.add_argument("--logo-only", type=Path, default=None, metavar="JSON",
+                   help="only run the leave-out folds (+ --baseline on the same trials), write JSON, exit; "
+                   "merge it into a card with --extra-metrics")
+    p.add_argument("--baseline", type=Path, default=None,
+                   help="a model folder (card.json + model.onnx) to score on the same held-back/left-out trials")
     p.add_argument("--dev", type=Path, default=None, help="validation protocol: reported only, never fitted")
     p.add_argument("--pretrained", type=Path, default=None, help="folder with model.onnx + training.json")
     p.add_argument("--extra-metrics", type=Path, default=None, help="JSON merged into the card's metrics")
@@ -757,6 +853,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         opts["max_seconds"] = args.max_seconds
     if args.steps_per_epoch:
         opts["steps_per_epoch"] = args.steps_per_epoch
+    systems = [x for x in args.logo_systems.split(",") if x] if args.logo_systems else None
+    if args.logo_only is not None:
+        res = logo_only(args.protocol, seed=args.seed, epochs=args.logo_epochs or max(1, args.epochs // 2),
+                        holdout=args.holdout, systems=systems, group=args.logo_group, baseline=args.baseline,
+                        **opts)
+        args.logo_only.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+        return 0
     build_default(
         args.protocol,
         args.out_dir,
@@ -765,6 +868,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         holdout=args.holdout,
         logo=args.logo,
         logo_epochs=args.logo_epochs,
+        logo_systems=systems,
+        logo_group=args.logo_group,
+        baseline=args.baseline,
         dev_protocol=args.dev,
         pretrained=args.pretrained,
         extra_metrics=args.extra_metrics,
