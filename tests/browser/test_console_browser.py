@@ -134,6 +134,8 @@ def test_review_an_alert_end_to_end(server: Server, browser: object, tmp_path: P
     page.fill("#f-room", "lobby-7")
     page.click("#apply")
     page.wait_for_url("**room=lobby-7**")
+    if os.environ.get("VOXWARDEN_SCREENSHOTS"):
+        page.screenshot(path=str(Path(os.environ["VOXWARDEN_SCREENSHOTS"]) / "queue.png"), full_page=True)
     row = page.locator(f'#queue tr[data-alert="{sd.alert_id}"]')
     assert row.count() == 1
 
@@ -147,6 +149,8 @@ def test_review_an_alert_end_to_end(server: Server, browser: object, tmp_path: P
     assert span.count() == 1 and float(span.get_attribute("width")) > 10
     box = page.locator("#timeline").bounding_box()
     assert box and box["width"] > 300 and box["height"] > 100  # drawn, not collapsed by CSS
+    if os.environ.get("VOXWARDEN_SCREENSHOTS"):  # for a person to look at the pages (docs, reviews)
+        page.screenshot(path=str(Path(os.environ["VOXWARDEN_SCREENSHOTS"]) / "alert.png"), full_page=True)
 
     # play the flagged audio
     audio = page.locator("audio.evidence-audio").first
