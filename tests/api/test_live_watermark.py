@@ -1,11 +1,14 @@
-"""Live rooms check watermarks with the tenant's own key (SQLite).
+"""Live rooms check watermarks with the tenant's own key, off the window path (SQLite).
 
 espeak-ng speech (>= 8 s) marked with tenant A's `Marker` (the key `TenantKeys` keeps for /v1/mark/*) is
-streamed as PCM16 over /v1/rooms/{room}/stream: a window event carries the check (present, payload,
-confidence) and a `signal: watermark` rule raises a stored alert. Unmarked speech: checked, not present, no
-alert. The same marked audio streamed by tenant B (its own key) is not present; a tenant without a key gets
-no checks (none is created); `live_watermark = "off"` checks nothing; `live_watermark_every` sets the cadence;
-a key made after the tenant's hub applies from the next stream.
+streamed as PCM16 over /v1/rooms/{room}/stream: the check runs in the watermark worker after its window and
+comes back as its own `watermark` event (room, speaker, span, present, payload, confidence) to the stream and
+to /events watchers; a `signal: watermark` rule raises a stored alert whose details keep the check. Windows
+carry no check. Unmarked speech: checked, not present, no alert. The same marked audio streamed by tenant B
+(its own key) is not present; a tenant without a key gets no checks (none is created); `live_watermark =
+"off"` checks nothing; `live_watermark_every` sets the cadence; a key made after the tenant's hub applies
+from the next stream. The worker itself (newest wins per speaker, pacing by the budget, bounded queue) is
+tested with a slow fake check and a fake clock.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -27,7 +32,15 @@ from voxwarden.api import Settings
 from voxwarden.api.live_watermark import SKIPPED, CheckBudget, MarkChecker, tenant_checkers
 from voxwarden.api.settings import SettingsError
 from voxwarden.api.tenant_keys import TenantKeys
-from voxwarden.live import RulesEngine, StreamOptions, WindowScored, load_rules, pack_frame
+from voxwarden.live import (
+    RulesEngine,
+    StreamOptions,
+    WatermarkChecked,
+    WatermarkWorker,
+    WindowScored,
+    load_rules,
+    pack_frame,
+)
 from voxwarden.store import Store
 from voxwarden.store import keys as key_repo
 
@@ -137,31 +150,57 @@ def of(msgs: list[dict], kind: str) -> list[dict]:
 
 
 def checks(msgs: list[dict]) -> list[dict]:
-    """The window events on which a watermark check ran (with the window's end)."""
-    return [{**w["watermark"], "end": w["end"]} for w in of(msgs, "window") if w["watermark"] is not None]
+    """The watermark events (one per check that ran); no window carries a check any more."""
+    assert all(w["watermark"] is None for w in of(msgs, "window"))
+    return of(msgs, "watermark")
 
 
 # -- end to end ----------------------------------------------------------------------------------------
 
 
 def test_marked_stream_is_found_with_payload_and_alerts(wm_env: Env, speech: np.ndarray) -> None:
-    msgs = stream(wm_env, marked(wm_env, wm_env.tenant_a, speech))
+    y = marked(wm_env, wm_env.tenant_a, speech)
+    with wm_env.client.websocket_connect(f"/v1/rooms/r1/events?token={wm_env.tokens['rooms']}") as sub, \
+            wm_env.client.websocket_connect(f"/v1/rooms/r1/events?token={wm_env.tokens['other_rooms']}") as other:
+        assert _receive(sub)["type"] == "subscribed" and _receive(other)["type"] == "subscribed"
+        msgs = stream(wm_env, y)
+        seen = []
+        while not seen or seen[-1]["type"] != "session_ended":
+            seen.append(_receive(sub))
+        # the other tenant's watcher of a room with the same id got none of it (no check, no alert): its
+        # first message is its own tenant's stream opening
+        stream(wm_env, speech[: 2 * SR], who="other_rooms", speaker="bob")
+        assert (m := _receive(other))["type"] == "session_started" and m["speaker"] == "bob", m
     wins = of(msgs, "window")
     assert len(wins) >= 4
     found = checks(msgs)
     # first check once 8 s have arrived (the window ending at 8 s), then every 8 s: 10-12 s of audio → one
-    assert [c["end"] for c in found] == [8.0], found
+    assert [(c["start"], c["end"]) for c in found] == [(0.0, 8.0)], found
     c = found[0]
+    assert (c["room"], c["speaker"], c["session"]) == ("r1", "alice", wins[0]["session"])
     assert c["present"] is True and c["payload"] == PAYLOAD.hex() and c["confidence"] > 0.99
-    assert c["seconds"] == 8.0
-    assert all(w["watermark"] is None for w in wins if w["end"] != 8.0)  # windows without a check
+    assert c["seconds"] == 8.0 and c["error"] is None and c["skipped"] is None and c["latency_ms"] > 0
+    # after the window that was due with it; before the session's end (close waits for the last check)
+    types = [m["type"] for m in msgs]
+    assert types.index("watermark") > types.index("window") and types[-1] == "session_ended"
     alerts = of(msgs, "alert")
-    assert [(a["rule"], a["signal"], a["end"]) for a in alerts] == [("ai-label-present", "watermark", 8.0)]
+    assert [(a["rule"], a["signal"], a["start"], a["end"]) for a in alerts] == [
+        ("ai-label-present", "watermark", 0.0, 8.0)]
     assert alerts[0]["probability"] > 0.99 and alerts[0]["actions"] == [{"type": "review", "queue": "default"}]
-    assert of(msgs, "session_ended")[0]["stats"]["watermark_errors"] == 0
+    assert alerts[0]["watermark"]["payload"] == PAYLOAD.hex() and alerts[0]["watermark"]["present"] is True
+    stats = of(msgs, "session_ended")[0]["stats"]
+    assert stats["watermark_errors"] == 0 and stats["watermark_checks"] == 1
+    # the room's watchers got the check and its alert once each, like the stream
+    assert of(seen, "watermark") == found and [a["key"] for a in of(seen, "alert")] == [alerts[0]["key"]]
+    # stored: the alert's details keep the check, its evidence is the audio checked (8 s)
     r = wm_env.client.get("/v1/rooms/r1/alerts", headers=wm_env.auth("rooms"))
     assert r.status_code == 200, r.text
-    assert [(i["rule"], i["key"]) for i in r.json()["items"]] == [("ai-label-present", alerts[0]["key"])]
+    [item] = r.json()["items"]
+    assert (item["rule"], item["key"]) == ("ai-label-present", alerts[0]["key"])
+    wm = item["details"]["watermark"]
+    assert (wm["present"], wm["payload"], wm["start"], wm["end"]) == (True, PAYLOAD.hex(), 0.0, 8.0)
+    ev = item["details"]["evidence"]
+    assert ev["seconds"] == 8.0 and len(ev["sha256"]) == 64 and ev["size"] == 44 + 8 * SR * 2
 
 
 def test_unmarked_speech_is_checked_and_not_present(wm_env: Env, speech: np.ndarray) -> None:
@@ -171,6 +210,8 @@ def test_unmarked_speech_is_checked_and_not_present(wm_env: Env, speech: np.ndar
     assert len(found) == 1 and found[0]["present"] is False and found[0]["payload"] is None
     assert 0.0 <= found[0]["confidence"] < 0.5
     assert of(msgs, "alert") == []
+    r = wm_env.client.get("/v1/rooms/r1/alerts", headers=wm_env.auth("rooms"))
+    assert r.json()["items"] == []
 
 
 def test_keys_are_per_tenant(wm_env: Env, speech: np.ndarray) -> None:
@@ -206,9 +247,12 @@ def test_every_sets_the_cadence(tmp_path: Path, sqlite_template: Path, live_dete
         assert e.app.state.live.options.watermark_every == 2.0
         msgs = stream(e, marked(e, e.tenant_a, speech))
         found = checks(msgs)
-        assert [c["end"] for c in found] == [8.0, 10.0]
+        # due at 8 s and 10 s; when both wait for the worker at once the newer span wins (counted)
+        w = e.app.state.live.watermark_worker.stats
+        assert len(found) + w.superseded == 2 and found[-1]["end"] == 10.0, (found, w)
+        assert all((c["end"] - c["start"], c["end"]) in ((8.0, 8.0), (8.0, 10.0)) for c in found)
         assert all(c["present"] and c["payload"] == PAYLOAD.hex() for c in found)
-        assert len(of(msgs, "alert")) == 2  # cooldown 0, one per window that carries the mark
+        assert len(of(msgs, "alert")) == len(found)  # cooldown 0, one per check that finds the mark
     finally:
         _close(e)
 
@@ -261,9 +305,13 @@ def test_budget_skips_checks_and_rules_treat_a_skip_as_unjudged(tmp_path: Path, 
     assert budget.try_start() and (budget.ran, budget.skipped) == (2, 2)
     budget.charge(0.0)
     now[0] = 1000.0  # credit is capped at `burst`: one 1.5 s check, then a skip
-    assert budget.try_start()
+    assert budget.delay() == 0.0 and budget.try_start()
     budget.charge(1.5)
     assert not budget.try_start()
+    assert budget.delay() == pytest.approx((0.5 + 1e-3) / 0.5)  # what the worker waits: credit back above 0
+    now[0] += budget.delay()
+    assert budget.delay() == 0.0 and budget.try_start()
+    budget.charge(0.0)
 
     keys = TenantKeys(tmp_path / "keys")
     m = keys.marker("t1")
@@ -273,30 +321,121 @@ def test_budget_skips_checks_and_rules_treat_a_skip_as_unjudged(tmp_path: Path, 
     assert MarkChecker(m, "t1", spent)(y, SR) == SKIPPED and spent.skipped == 1
     assert MarkChecker(m, "t1", CheckBudget())(y, SR)["present"] is True
 
-    # a skipped check neither fires a watermark rule nor breaks its run (it is unjudged, not "absent")
-    rules = RulesEngine(load_rules(RULES.replace("sustain: {windows: 1}", "sustain: {windows: 2}\n    max_gap: 4")))
+    # a skipped or failed check neither fires a watermark rule nor breaks its run (unjudged, not "absent");
+    # windows never judge a watermark rule, checks never judge a probability rule
+    two = RULES.replace("sustain: {windows: 1}", "sustain: {windows: 2}\n    max_gap: 8")
+    rules = RulesEngine(load_rules(two + "  - {name: prob, threshold: 0.0}\n"))
 
-    def win(start: float, wm: dict | None) -> WindowScored:
+    def check(start: float, present: bool | None, **kw: Any) -> WatermarkChecked:
+        return WatermarkChecked(room="r", speaker="s", session="x", start=start, end=start + 8.0, stream_start=0.0,
+                                present=present, confidence=0.999999 if present else 0.1, **kw)
+
+    def win(start: float) -> WindowScored:
         return WindowScored(room="r", speaker="s", session="x", start=start, end=start + 4.0, stream_start=0.0,
-                            probability=0.1, watermark=wm)
+                            probability=0.1)
 
-    hit = {"present": True, "payload": PAYLOAD.hex(), "confidence": 0.999999, "seconds": 8.0}
-    assert rules.evaluate(win(4.0, hit)) == []
-    assert rules.evaluate(win(6.0, dict(SKIPPED))) == []
-    [alert] = rules.evaluate(win(8.0, hit))
-    assert alert.windows == 2 and alert.signal == "watermark"
+    assert rules.evaluate(check(0.0, True)) == []
+    assert [a.rule for a in rules.evaluate(win(4.0))] == ["prob"]  # a window: probability rules only
+    assert rules.evaluate(check(8.0, None, skipped="budget", error="spent")) == []
+    assert rules.evaluate(check(16.0, None, error="ValueError: bad")) == []
+    [alert] = rules.evaluate(check(16.0, True, payload=PAYLOAD.hex()))
+    assert alert.windows == 2 and alert.signal == "watermark" and (alert.run_start, alert.end) == (0.0, 24.0)
+    assert alert.watermark is not None and alert.watermark["payload"] == PAYLOAD.hex()
+    assert alert.to_dict()["watermark"]["end"] == 24.0
+    assert rules.evaluate(check(24.0, False)) == []  # absent: ends the run
+    assert rules.evaluate(check(32.0, True)) == []
 
 
-def test_checks_get_their_own_scoring_thread(tmp_path: Path, sqlite_template: Path, live_detector: Any) -> None:
-    """A check holds a scorer for up to a second or two: with checks on, the pool has one thread more (unless
-    the operator set the count), so one check never halves the scoring of every room."""
-    counts = {}
+def test_checks_run_in_their_own_worker_not_a_scoring_thread(tmp_path: Path, sqlite_template: Path,
+                                                              live_detector: Any) -> None:
+    """Checks no longer hold a scorer: the scoring pool is the same size with checks on or off, and every
+    tenant's hub hands its checks to the service's one watermark worker."""
+    counts, workers = {}, {}
     for name, extra in (("on", {}), ("off", {"live_watermark": "off"}), ("set", {"live_score_threads": 3})):
         d = tmp_path / name
         d.mkdir()
         e = _env(d, sqlite_template, live_detector, **extra)
         try:
-            counts[name] = e.app.state.live.score_pool._max_workers
+            live = e.app.state.live
+            counts[name] = live.score_pool._max_workers
+            workers[name] = {live.tenant(e.tenant_a).hub.watermark_worker, live.tenant(e.tenant_b).hub.watermark_worker}
+            assert workers[name] == {live.watermark_worker}
         finally:
             _close(e)
-    assert counts["on"] == counts["off"] + 1 and counts["set"] == 3
+    assert counts["on"] == counts["off"] and counts["set"] == 3
+
+
+# -- the worker ----------------------------------------------------------------------------------------
+
+
+def _until(cond: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
+
+
+def test_worker_runs_one_at_a_time_newest_wins_per_speaker() -> None:
+    w = WatermarkWorker(max_queue=2)
+    gate = threading.Event()
+    ran: list[str] = []
+    active = [0, 0]  # now, most at once
+
+    def job(name: str, block: bool = False) -> Any:
+        def run() -> None:
+            active[0] += 1
+            active[1] = max(active[1], active[0])
+            if block:
+                gate.wait(10)
+            ran.append(name)
+            active[0] -= 1
+        return run
+
+    try:
+        w.submit("a", job("a1", block=True))
+        _until(lambda: w.busy("a") and w.queued() == 0)  # a1 runs and holds the thread
+        w.submit("a", job("a2"))
+        w.submit("b", job("b1"))
+        w.submit("a", job("a3"))  # replaces a2 in place: a keeps its turn before b
+        assert (w.queued(), w.stats.superseded) == (2, 1)
+        assert (w.ahead("a"), w.ahead("b"), w.ahead("zzz")) == (0, 2, None)  # a1 runs; a3 then b1 wait
+        w.submit("c", job("c1"))  # the queue holds 2: the oldest waiting (a3) is dropped
+        assert (w.queued(), w.stats.dropped) == (2, 1) and (w.ahead("b"), w.ahead("c")) == (1, 2)
+        assert not w.wait("b", 0.05)  # still queued behind a1
+        gate.set()
+        assert w.wait("b", 10) and w.wait("c", 10)
+        assert ran == ["a1", "b1", "c1"] and active[1] == 1 and w.stats.ran == 3
+        assert w.cancel("zzz") is False and not w.busy("a")
+    finally:
+        gate.set()
+        w.stop()
+    assert w.submit("d", job("d1")) is False  # stopped
+
+
+def test_worker_waits_for_the_budget_instead_of_skipping() -> None:
+    """Through the worker a spent budget delays checks (then the newest span runs); nothing is skipped.
+    The check here is a 0.1 s sleep charged to the budget as `MarkChecker` charges a detect."""
+    budget = CheckBudget(share=0.5, burst=0.001)
+    cost = 0.1
+    results: list[bool] = []
+
+    def check() -> None:
+        ok = budget.try_start()
+        results.append(ok)
+        if ok:
+            time.sleep(cost)
+            budget.charge(cost)
+
+    w = WatermarkWorker()
+    try:
+        t0 = time.monotonic()
+        for _ in range(3):
+            w.submit("s", check, pace=budget.delay)
+            assert w.wait("s", 30)
+        took = time.monotonic() - t0
+    finally:
+        w.stop()
+    assert results == [True, True, True] and budget.skipped == 0 and budget.ran == 3
+    # at a share of 0.5 a 0.1 s check may start every 0.2 s (credit accrues while it runs too): after the
+    # first, each waits ~0.1 s, so 3 checks take ~0.5 s (without pacing: 0.3 s)
+    assert took >= 1.5 * w.stats.busy_seconds and took >= 0.45, (took, w.stats)

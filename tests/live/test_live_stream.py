@@ -14,6 +14,7 @@ from voxwarden.live import (
     SessionEnded,
     StreamOptions,
     StreamSession,
+    WatermarkChecked,
     WindowScored,
     parse_hello,
 )
@@ -136,6 +137,15 @@ def test_silence_is_gated_and_vad_gates_non_speech(tmp_path: Path) -> None:
     assert v.stats.windows_silent >= 3
 
 
+def _push_waiting_for_checks(s: StreamSession, x: np.ndarray) -> list:
+    """Push 20 ms frames; after each, wait for the session's watermark check (so none is superseded)."""
+    evs = []
+    for i, f in enumerate(frames_of(x, SR)):
+        evs += s.push(i, pcm16(f))
+        assert s.watermark_worker is not None and s.watermark_worker.wait(s, 10)
+    return evs + s.close()
+
+
 def test_watermark_hook_runs_per_window_and_its_errors_are_contained() -> None:
     calls: list[int] = []
 
@@ -148,14 +158,14 @@ def test_watermark_hook_runs_per_window_and_its_errors_are_contained() -> None:
     h = parse_hello({"room": "r", "speaker": "s", "codec": "pcm16", "sample_rate": SR})
     opts = StreamOptions(vad=False, watermark_span=1.0, watermark_every=0.0)  # every window, its own audio
     s = StreamSession(h, loudness_detector(), watermark=checker, options=opts)
-    evs = []
-    for i, f in enumerate(frames_of(tone(2.0, SR), SR)):
-        evs += s.push(i, pcm16(f))
+    evs = _push_waiting_for_checks(s, tone(2.0, SR))
     ws = windows(evs)
-    assert calls == [SR] * len(ws) and len(ws) == 3
-    assert ws[0].watermark == {"present": True, "confidence": 0.9, "payload": "ai:tts"}
-    assert "RuntimeError" in ws[1].watermark["error"]
-    assert s.stats.watermark_errors == 1
+    checks = [e for e in evs if isinstance(e, WatermarkChecked)]
+    assert calls == [SR] * len(ws) and len(ws) == 3 and all(w.watermark is None for w in ws)
+    assert [(c.start, c.end) for c in checks] == [(w.start, w.end) for w in ws]  # span 1 s = the window
+    assert (checks[0].present, checks[0].confidence, checks[0].payload) == (True, 0.9, "ai:tts")
+    assert checks[1].present is None and "RuntimeError" in (checks[1].error or "")
+    assert s.stats.watermark_errors == 1 and s.stats.watermark_checks == 3
 
 
 def test_watermark_checks_get_a_longer_span_at_their_own_cadence() -> None:
@@ -169,12 +179,9 @@ def test_watermark_checks_get_a_longer_span_at_their_own_cadence() -> None:
     opts = StreamOptions(vad=False, watermark_span=3.0, watermark_every=2.0)
     s = StreamSession(h, loudness_detector(1.0, 0.5), watermark=checker, options=opts)
     x = np.concatenate([tone(1.0, SR, amp=0.5), tone(6.0, SR, amp=0.1)])
-    evs = []
-    for i, f in enumerate(frames_of(x, SR)):
-        evs += s.push(i, pcm16(f))
-    checked = [(w.end, w.watermark) for w in windows(evs) if w.watermark is not None]
-    assert [e for e, _ in checked] == [3.0, 5.0, 7.0]  # first once 3 s exist, then every 2 s
-    assert all(wm == {"present": False} for _, wm in checked)
+    checked = [e for e in _push_waiting_for_checks(s, x) if isinstance(e, WatermarkChecked)]
+    assert [(c.start, c.end) for c in checked] == [(0.0, 3.0), (2.0, 5.0), (4.0, 7.0)]  # once 3 s exist, every 2 s
+    assert all(c.present is False for c in checked)
     assert [n for n, _ in calls] == [3 * SR] * 3
     assert calls[0][1] > 0.45 and calls[1][1] < 0.15  # spans [0, 3) then [2, 5)
 
@@ -193,8 +200,9 @@ def test_real_watermark_is_found_live(tmp_path: Path) -> None:
     evs = []
     for i, f in enumerate(frames_of(y, SR)):
         evs += s.push(i, pcm16(f))
-    (w,) = [w for w in windows(evs) if w.watermark is not None]
-    assert w.end == 7.0 and w.watermark["present"] is True and w.watermark["payload"] == "01020304"
+    evs += s.close()
+    (c,) = [e for e in evs if isinstance(e, WatermarkChecked)]
+    assert (c.start, c.end) == (0.5, 7.0) and c.present is True and c.payload == "01020304"
 
 
 def test_close_scores_a_short_stream_and_tail() -> None:

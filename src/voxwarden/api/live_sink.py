@@ -10,7 +10,9 @@ The live core (``voxwarden.live``) knows nothing of tenants or the store; this m
   idempotent on the natural key) with their evidence: the audio of the alert's span (the session's
   ``EvidenceClip``) as a PCM16 WAV, stored content-addressed and attached in the alert's own transaction,
   and only while the alert has no evidence yet, so a replay never adds a second row. It runs inside the
-  scoring thread, never on the event loop.
+  scoring thread (or the watermark worker), never on the event loop. A ``watermark`` event has no row of
+  its own (``window_scores`` has no details column): a check is stored when it fires an alert, whose
+  details carry it (``details.watermark``: present, payload, confidence, span).
 * ``CheckpointStore`` keeps each speaker's latest ``SessionCheckpoint`` as a small JSON file, so a
   client resuming after a server restart continues from ``last_acked_seq`` on the same window grid.
 * ``Broadcaster`` fans the events of a room out to ``/events`` subscribers (thread-safe, any loop).
@@ -50,6 +52,7 @@ from voxwarden.live import (
     SessionStarted,
     StreamOptions,
     StreamSession,
+    WatermarkWorker,
     WindowScored,
 )
 from voxwarden.store import EvidenceError, EvidenceStore, InvalidInputError, Store, StoreUnavailableError
@@ -65,6 +68,7 @@ log = logging.getLogger("voxwarden.api.live")
 MAX_CHECKPOINT_BYTES = 1_000_000
 RETRY_DELAYS = (0.2, 1.0)  # seconds before retrying a store write that failed as unavailable
 SUBSCRIBER_QUEUE = 1000  # events a slow subscriber may lag behind before it misses some
+_PUBLISHED = "_vw_published"  # set on an event (not a field: not in its JSON) once watchers have it
 
 
 def _jsonable(x: Any) -> Any:
@@ -214,7 +218,8 @@ class _SessionRow:
 class StoreSink:
     """A tenant hub's event sink: persists sessions, windows and alerts (see the module docstring).
 
-    Called in the scoring thread. Each event is its own short transaction; a failure raises, and the
+    Called in a scoring thread (the watermark worker for ``watermark`` events and the alerts they fire).
+    Each event is its own short transaction; a failure raises, and the
     live core logs and counts it (``sink_failures``) without ending the stream.
 
     With `webhooks`, an alert's webhook deliveries are queued in the alert's own transaction (see
@@ -438,9 +443,10 @@ class LiveService:
         # windows are scored in their own pool: a room backlog never queues ahead of the HTTP side's
         # worker threads (uploads, auth, store calls use the default pool)
         n = self.score_threads or min(8, max(2, os.cpu_count() or 2))
-        if self.score_threads is None and self.watermark_for is not None:
-            n += 1  # a watermark check holds a scorer for ~1 s (one at a time): it must not halve scoring
         self.score_pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="vw-live-score")
+        # watermark checks of every tenant run in one thread of their own, off the window path, paced by
+        # the checkers' shared budget (live/watermark.py); their results come as `watermark` events
+        self.watermark_worker = WatermarkWorker()
 
     def start_reaper(self) -> None:
         """Start (once) the daemon thread that ends lingering sessions every ``reap_interval`` s and
@@ -465,6 +471,7 @@ class LiveService:
         self._stop.set()
         self.ingest_pool.shutdown(wait=False, cancel_futures=True)
         self.score_pool.shutdown(wait=False, cancel_futures=True)
+        self.watermark_worker.stop(timeout=0)
         t = self._reaper
         if t is not None and t is not threading.current_thread():
             t.join(timeout=10)
@@ -483,7 +490,8 @@ class LiveService:
                 rules = RulesEngine(self._rules_holder) if self._rules_holder is not None else None
                 hub = Hub(self.detector, rules=rules, sink=sink, options=self.options,
                           room_type_of=self.room_type_of, linger=self.linger,
-                          watermark=self.watermark_for(tenant_id) if self.watermark_for is not None else None)
+                          watermark=self.watermark_for(tenant_id) if self.watermark_for is not None else None,
+                          watermark_worker=self.watermark_worker, notify=self._notifier(tenant_id))
                 t = self._tenants[tenant_id] = TenantLive(hub, sink)
             elif t.hub.watermark is None and self.watermark_for is not None:
                 self._install_watermark(tenant_id, t.hub)
@@ -531,9 +539,23 @@ class LiveService:
                     self.checkpoints.delete(tid, ev.room, ev.speaker)
         return out
 
+    def _notifier(self, tenant_id: str) -> Callable[[list[Event]], None]:
+        """The hub's ``notify``: a finished watermark check's events go to the room's watchers at once (the
+        stream's own client gets them with its next ``score_pending``, which publishes nothing twice)."""
+
+        def notify(events: list[Event]) -> None:
+            self.publish(tenant_id, events)
+            for ev in events:  # called before the session hands them to its caller: no race
+                ev.__dict__[_PUBLISHED] = True
+
+        return notify
+
     def publish(self, tenant_id: str, events: list[Event]) -> None:
+        """Send events to the room's ``/events`` watchers (events already published are left out)."""
         by_room: dict[str, list[str]] = {}
         for ev in events:
+            if ev.__dict__.get(_PUBLISHED):
+                continue
             by_room.setdefault(ev.room, []).append(event_json(ev))
         for room, msgs in by_room.items():
             self.broadcaster.publish(tenant_id, room, msgs)

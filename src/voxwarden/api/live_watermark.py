@@ -6,20 +6,20 @@ result`` that it runs on the last ``watermark_span`` seconds of a speaker's audi
 hub, so each tenant's checker uses that tenant's key (`TenantKeys`, the same key `/v1/mark/embed` marks
 with): one platform never finds, or learns anything about, another platform's marks.
 
-* `MarkChecker` wraps a tenant's `Marker` and returns the JSON the window event carries:
-  ``{"present", "payload" (8 hex digits or null), "confidence", "seconds"}`` — ``seconds`` of audio
-  checked, ending at the window's ``end``.
+* `MarkChecker` wraps a tenant's `Marker` and returns ``{"present", "payload" (8 hex digits or null),
+  "confidence", "seconds"}`` — what the `watermark` event carries (``seconds`` of audio checked).
 * `tenant_checkers(keys, budget)` is the factory `LiveService.watermark_for` takes: a checker for a tenant
   that has a watermark key, None for one that has none (no key is created just to check: a tenant that
   never marked anything has no marks to find).
-* `CheckBudget` bounds the time all checks of the process take together. A check costs about 0.03 s of
-  CPU on marked speech but 0.2-0.45 s on unmarked speech (the detector then runs its whole speed search;
-  0.9-1.7 s of wall time on the busy 2-core VM), it runs inside a scoring thread, and the checks of rooms
-  that start together (or resume together after a restart) all fall due together: 50 rooms would want
-  ~20 CPU-seconds at once and stall every room's windows. So checks run one at a time (`LiveService` adds
-  one scoring thread for it) and within a share of the time; a check due while one runs or the budget is
-  spent is skipped — the window carries ``{"present": null, "skipped": "budget", "error": ...}``, which
-  rules treat as unjudged (never as "absent") — and the speaker's next check comes ``watermark_every`` later.
+* `CheckBudget` caps the duty cycle of the live core's watermark worker (one thread for the whole process,
+  off the window path: docs/live.md, "Watermark checks"). A check costs about 0.03 s of CPU on marked
+  speech but 0.2-0.45 s on unmarked speech (the detector then runs its whole speed search; up to 1.7 s of
+  wall time on a busy 2-core VM). The worker asks `delay()` before each check and waits until the budget
+  has credit, running then the newest span of the next speaker in line: checks take at most ``share`` of
+  the wall time, so coverage (checks per speaker-minute) is bounded by that share of one core and by the
+  number of speakers, never by window latency, and windows are never late because of a check. A direct
+  call with the budget spent (not through the worker) returns ``{"present": null, "skipped": "budget"}``,
+  which rules treat as unjudged (never as "absent").
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ log = logging.getLogger("voxwarden.api.live")
 class CheckBudget:
     """Shared time budget of the watermark checks of one process (all tenants, all rooms).
 
-    At most one check runs at a time (a check holds a scoring thread for up to a second or two: two at
-    once would stall every room's windows on a 2-core machine). ``share`` is the seconds of checking (wall
-    time) allowed per second on average: 0.25 lets checks run a quarter of the time. Wall time rather than
+    At most one check runs at a time (the worker has one thread; direct callers are held to one too).
+    ``share`` is the seconds of checking (wall time) allowed per second on average: 0.25 lets the checker
+    thread run a quarter of the time (a quarter of one core at most). Wall time rather than
     CPU time, so that checks back off by themselves when the machine is busy (a check then takes longer).
     Up to ``burst`` seconds of credit build up while no check runs. ``ran`` / ``skipped`` count decisions.
     """
@@ -75,6 +75,14 @@ class CheckBudget:
             self.ran += 1
             return True
 
+    def delay(self) -> float:
+        """Seconds until the credit is positive again (0: a check may start now). The worker waits this
+        long before its next check, so checks through it are paced rather than skipped."""
+        with self._lock:
+            now = self.clock()
+            credit = min(self.burst, self._credit + (now - self._t) * self.share)
+            return 0.0 if credit > 0 else (1e-3 - credit) / self.share
+
     def charge(self, seconds: float) -> None:
         """The check that started is over and took `seconds` (the credit may go negative: later checks are
         skipped until it has built up again)."""
@@ -89,7 +97,8 @@ SKIPPED = {"present": None, "payload": None, "skipped": "budget",
 
 @dataclass(frozen=True)
 class MarkChecker:
-    """A tenant's watermark check for live windows: its `Marker`'s blind detect on the span."""
+    """A tenant's watermark check for live streams: its `Marker`'s blind detect on the span. The live
+    worker paces its calls by ``budget.delay()``."""
 
     marker: Any  # voxwarden.mark.Marker (kept loose: the live side only needs `detect(samples, sr)`)
     tenant_id: str = ""
@@ -97,7 +106,7 @@ class MarkChecker:
 
     def __call__(self, samples: np.ndarray, sr: int) -> dict[str, Any]:
         """Detect this tenant's mark in `samples` (mono float at `sr`), or `SKIPPED` when the budget is
-        spent. Raises on bad input (the live core records the error on the window and counts it)."""
+        spent. Raises on bad input (the live core records the error on the `watermark` event, counts it)."""
         if self.budget is not None and not self.budget.try_start():
             return dict(SKIPPED)
         t0 = time.perf_counter()

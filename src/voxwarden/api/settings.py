@@ -51,8 +51,8 @@ class Settings:
     live_score_threads: int | None = None  # threads scoring live windows; None: the CPU count, 2..8
     # live watermark checks (docs/api-rooms.md "Watermarks"): "tenant" checks each tenant's streams with its own
     # watermark key when it has one; "off" never checks. A check costs ~0.03 s CPU on marked, ~0.4 s on unmarked
-    # speech, so they run every `live_watermark_every` seconds of stream time per speaker (first after 8 s), and
-    # checks run one at a time and take at most `live_watermark_budget` seconds per second (wall; more due are skipped)
+    # speech, so they run every `live_watermark_every` seconds of stream time per speaker (first after 8 s), in one
+    # worker thread off the window path; `live_watermark_budget` caps its duty cycle (due checks wait, newest wins)
     live_watermark: str = "tenant"
     live_watermark_every: float = 8.0
     live_watermark_budget: float = 0.25

@@ -22,6 +22,7 @@ from voxwarden.live.events import (
     SessionClosedError,
     SessionEnded,
     SessionStarted,
+    WatermarkChecked,
     WindowScored,
     WindowsSkipped,
     alert_key,
@@ -46,6 +47,7 @@ from voxwarden.live.stream import (
     StreamSession,
     parse_hello,
 )
+from voxwarden.live.watermark import WatermarkWorker
 
 __all__ = [
     "Alert",
@@ -80,6 +82,8 @@ __all__ = [
     "SessionStats",
     "StreamOptions",
     "StreamSession",
+    "WatermarkChecked",
+    "WatermarkWorker",
     "WindowScored",
     "WindowsSkipped",
     "alert_key",

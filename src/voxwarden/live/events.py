@@ -163,6 +163,8 @@ class Alert(Event):
     signal: str = "probability"
     actions: list[dict[str, Any]] = field(default_factory=list)
     reason: str = ""
+    # a watermark alert: the check that fired it (present, payload, confidence, seconds, span start/end)
+    watermark: dict[str, Any] | None = None
     # the audio of run_start..end as the session kept it (see live.evidence); the sink stores it. Not in
     # the JSON: ``to_dict`` carries only its summary (kept span, truncation) under "evidence".
     evidence: EvidenceClip | None = field(default=None, repr=False, compare=False)
@@ -179,6 +181,32 @@ class Alert(Event):
         d["evidence"] = self.evidence.summary() if self.evidence is not None else None
         d["key"] = self.key
         return d
+
+
+@dataclass
+class WatermarkChecked(Event):
+    """The result of one watermark check, sent when the check is over (after the window that was due
+    with it: checks run in their own worker, off the window path). ``start``/``end``: the span checked,
+    stream seconds. ``present``: True / False, or None when the check did not judge (``error`` or
+    ``skipped`` set), which rules treat as unjudged. ``latency_ms``: from the window's cut to the result."""
+
+    type: ClassVar[str] = "watermark"
+    session: str = ""
+    start: float = 0.0
+    end: float = 0.0
+    stream_start: float = 0.0
+    present: bool | None = None
+    payload: str | None = None
+    confidence: float | None = None
+    seconds: float = 0.0
+    error: str | None = None
+    skipped: str | None = None
+    latency_ms: float = 0.0
+
+    def result(self) -> dict[str, Any]:
+        """The check as the alert it fires keeps it (``Alert.watermark``, stored in the alert's details)."""
+        return {k: getattr(self, k) for k in ("present", "payload", "confidence", "seconds", "start", "end",
+                                               "error", "skipped")}
 
 
 @dataclass

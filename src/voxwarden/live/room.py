@@ -21,6 +21,7 @@ from typing import Any
 from voxwarden.live.events import CapacityError, Event, EventSink, ResumeError, emit
 from voxwarden.live.rules import DEFAULT_ROOM_TYPE, RulesEngine
 from voxwarden.live.stream import (
+    AsyncNotify,
     Hello,
     SessionCheckpoint,
     SpeechMeter,
@@ -30,6 +31,7 @@ from voxwarden.live.stream import (
     WindowScorer,
     parse_hello,
 )
+from voxwarden.live.watermark import WatermarkWorker
 
 
 @dataclass
@@ -53,10 +55,14 @@ class Room:
     linger: float = 60.0  # seconds a detached session waits for its speaker to resume
     max_speakers: int = 1000
     clock: Callable[[], float] = time.monotonic
+    watermark_worker: WatermarkWorker | None = None  # None: the room makes its own (thread started on use)
+    notify: AsyncNotify | None = None  # gets the events of finished watermark checks (worker thread)
 
     def __post_init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
+        if self.watermark_worker is None:
+            self.watermark_worker = WatermarkWorker()
 
     @property
     def sessions(self) -> dict[str, StreamSession]:
@@ -92,7 +98,7 @@ class Room:
                 self._emit([started])
                 return old, started
             if entry is not None:
-                ended += entry.session.close()
+                ended += entry.session.close(wait_checks=False)
                 del self._entries[hello.speaker]
             elif len(self._entries) >= self.max_speakers:
                 raise CapacityError(f"room {self.room_id!r} already has {self.max_speakers} speakers")
@@ -101,7 +107,8 @@ class Room:
             cp = checkpoint if hello.resume else None
             session = StreamSession(hello, self.detector, room_type=self.room_type, rules=self.rules,
                                     sink=self.sink, watermark=self.watermark, speech_meter=self.speech_meter,
-                                    options=self.options, checkpoint=cp, clock=self.clock)
+                                    options=self.options, checkpoint=cp, clock=self.clock,
+                                    watermark_worker=self.watermark_worker, notify=self.notify)
             self._entries[hello.speaker] = _Entry(session)
         started = session.started_event(resumed=cp is not None)
         self._emit([started])
@@ -136,7 +143,7 @@ class Room:
         now = self.clock()
         for speaker in [k for k, e in self._entries.items()
                         if e.detached_at is not None and now - e.detached_at > self.linger]:
-            ended += self._entries.pop(speaker).session.close()
+            ended += self._entries.pop(speaker).session.close(wait_checks=False)
             if self.rules is not None:
                 self.rules.forget(self.room_id, speaker)
 
@@ -165,10 +172,15 @@ class Hub:
     linger: float = 60.0
     max_rooms: int = 10_000
     clock: Callable[[], float] = time.monotonic
+    # one worker runs the watermark checks of every room, one at a time (None: the hub makes its own)
+    watermark_worker: WatermarkWorker | None = None
+    notify: AsyncNotify | None = None  # gets the events of finished watermark checks (worker thread)
 
     def __post_init__(self) -> None:
         self.rooms: dict[str, Room] = {}
         self._lock = threading.Lock()
+        if self.watermark_worker is None:
+            self.watermark_worker = WatermarkWorker()
 
     def room(self, room_id: str) -> Room:
         """The room of that id, created (with its server-side room type) when first needed."""
@@ -181,7 +193,8 @@ class Hub:
                     raise CapacityError(f"too many live rooms (limit {self.max_rooms})")
                 r = Room(room_id, self.detector, room_type=self._room_type(room_id), rules=self.rules,
                          sink=self.sink, watermark=self.watermark, speech_meter=self.speech_meter,
-                         options=self.options, linger=self.linger, clock=self.clock)
+                         options=self.options, linger=self.linger, clock=self.clock,
+                         watermark_worker=self.watermark_worker, notify=self.notify)
                 self.rooms[room_id] = r
             return r
 

@@ -33,7 +33,7 @@ from urllib.parse import urlparse
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from voxwarden.live.events import Alert, WindowScored, alert_key
+from voxwarden.live.events import Alert, WatermarkChecked, WindowScored, alert_key
 
 log = logging.getLogger("voxwarden.live.rules")
 
@@ -407,8 +407,10 @@ class RulesEngine:
             need = max(need, span + max(0.0, r.max_gap) * max(1, r.sustain_windows))
         return need
 
-    def evaluate(self, w: WindowScored, room_type: str = DEFAULT_ROOM_TYPE) -> list[Alert]:
-        """Feed one scored window (in stream order for its speaker); returns the alerts it triggers."""
+    def evaluate(self, w: WindowScored | WatermarkChecked, room_type: str = DEFAULT_ROOM_TYPE) -> list[Alert]:
+        """Feed one scored window or watermark check (each kind in stream order for its speaker); returns
+        the alerts it triggers. A window is judged by ``probability`` rules, a check by ``watermark``
+        rules (a check that did not judge, ``present`` None, is skipped: unjudged, never "absent")."""
         out: list[Alert] = []
         ruleset = self.current()
         with self._lock:
@@ -425,7 +427,8 @@ class RulesEngine:
                     out.append(alert)
         return out
 
-    def _step(self, rule: Rule, st: _RunState, w: WindowScored, value: float, thr: float) -> Alert | None:
+    def _step(self, rule: Rule, st: _RunState, w: WindowScored | WatermarkChecked, value: float,
+              thr: float) -> Alert | None:
         if value < thr:
             st.run_start, st.run_windows = None, 0
             return None
@@ -444,7 +447,9 @@ class RulesEngine:
             window_start=window_start, window_end=round(w.stream_start + w.end, 3), start=w.start, end=w.end,
             run_start=st.run_start, windows=st.run_windows, probability=value, threshold=thr,
             signal=rule.signal, actions=[dict(a) for a in rule.actions],
-            reason=(f"{rule.signal} {value:.3f} >= {thr:g} for {st.run_windows} window(s), "
+            watermark=w.result() if isinstance(w, WatermarkChecked) else None,
+            reason=(f"{rule.signal} {value:.3f} >= {thr:g} for {st.run_windows} "
+                    f"{'check(s)' if isinstance(w, WatermarkChecked) else 'window(s)'}, "
                     f"{st.run_end - st.run_start:.1f} s of audio"),
         )
         key = alert.key
@@ -486,11 +491,18 @@ class RulesEngine:
                 self._state[(room, speaker, str(rule))] = st
 
 
-def _signal_value(signal: str, w: WindowScored) -> float | None:
-    if signal == "probability":
+def _signal_value(signal: str, w: WindowScored | WatermarkChecked) -> float | None:
+    """The rule's value for this event, or None when the event does not judge that signal."""
+    if isinstance(w, WatermarkChecked):
+        if signal != "watermark":
+            return None
+        wm: dict[str, Any] | None = {"present": w.present, "confidence": w.confidence,
+                                     **({"error": w.error} if w.error is not None else {})}
+    elif signal == "probability":
         return float(w.probability)
-    wm = w.watermark
-    if not wm or "error" in wm:
+    else:  # a window that carries a check itself (callers of the core that set it)
+        wm = w.watermark
+    if not wm or "error" in wm or wm.get("present") is None:
         return None
     if not wm.get("present"):
         return 0.0
@@ -498,6 +510,6 @@ def _signal_value(signal: str, w: WindowScored) -> float | None:
     return float(conf) if isinstance(conf, int | float) and not isinstance(conf, bool) else 1.0
 
 
-def alert_key_for(rule: str, w: WindowScored) -> str:
+def alert_key_for(rule: str, w: WindowScored | WatermarkChecked) -> str:
     """The key an alert fired on window ``w`` by ``rule`` gets (for stores checking before insert)."""
     return alert_key(w.room, w.speaker, rule, round(w.stream_start + w.start, 3))

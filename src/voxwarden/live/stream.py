@@ -58,13 +58,15 @@ from voxwarden.live.events import (
     SessionClosedError,
     SessionEnded,
     SessionStarted,
+    WatermarkChecked,
     WindowScored,
     WindowsSkipped,
     emit,
     log,
 )
-from voxwarden.live.evidence import AudioTrail
+from voxwarden.live.evidence import AudioTrail, EvidenceClip, to_pcm16
 from voxwarden.live.rules import DEFAULT_ROOM_TYPE, RulesEngine, RuleSet
+from voxwarden.live.watermark import WatermarkWorker
 
 MAX_HELLO_BYTES = 16 * 1024
 MAX_ID_LENGTH = 128
@@ -75,6 +77,9 @@ HELLO_KEYS = ("type", "room", "speaker", "codec", "sample_rate", "channels", "se
 #: A watermark checker gets (samples, sample rate) and returns a ``mark`` result (an object with
 #: ``present``/``confidence``/``to_dict``, e.g. ``voxwarden.mark.Marker(key).detect``), a dict, or a bool.
 WatermarkChecker = Callable[[np.ndarray, int], Any]
+#: Called (in the watermark worker's thread) with the events of a finished check — its ``WatermarkChecked``
+#: and the alerts it fired — after the sink took them: e.g. to publish them to a room's watchers at once.
+AsyncNotify = Callable[[list[Event]], None]
 #: A VAD gets (window samples, sample rate) and returns the seconds of speech in it.
 SpeechMeter = Callable[[np.ndarray, int], float]
 
@@ -294,6 +299,7 @@ class StreamOptions:
     min_tail: float = 0.5  # at close, unscored trailing audio at least this long gets a final window
     watermark_span: float = 8.0  # seconds of audio the watermark checker gets (a mark needs ~6 s)
     watermark_every: float = 8.0  # stream seconds between watermark checks (a check costs ~0.2-1 s CPU)
+    watermark_wait: float = 10.0  # at close, seconds to wait for the speaker's last check (0: do not wait)
     max_speed: float | None = 2.0  # audio may arrive at most this much faster than real time (None: no
     burst: float = 30.0  # limit) after a head start of this many seconds (a resume's backlog)
     # overload: seconds of complete windows (window starts `hop` apart) that may wait for scoring; when
@@ -323,6 +329,8 @@ class SessionStats:
     windows_skipped: int = 0  # overload: waited past the backlog bound, not scored
     alerts: int = 0
     sink_failures: int = 0
+    watermark_checks: int = 0  # checks that ran (results sent as `watermark` events)
+    watermark_dropped: int = 0  # a check still waiting behind others when the session closed (not run)
     watermark_errors: int = 0
     score_errors: int = 0
     seconds: float = 0.0
@@ -344,6 +352,8 @@ class StreamSession:
         options: StreamOptions | None = None,
         checkpoint: SessionCheckpoint | None = None,
         clock: Callable[[], float] = time.monotonic,
+        watermark_worker: WatermarkWorker | None = None,
+        notify: AsyncNotify | None = None,
     ) -> None:
         self.hello = hello
         self.room, self.speaker = hello.room, hello.speaker
@@ -354,6 +364,10 @@ class StreamSession:
         self.rules = rules
         self.sink = sink
         self.watermark = watermark
+        # checks run here, off the window path (one worker per hub; a session of its own makes its own)
+        self.watermark_worker = watermark_worker if watermark_worker is not None or watermark is None \
+            else WatermarkWorker()
+        self.notify = notify
         self.options = options or StreamOptions()
         self.speech_meter = speech_meter or silero_speech_seconds
         self.stats = SessionStats()
@@ -378,6 +392,7 @@ class StreamSession:
         # complete windows not yet scored, oldest first; the first `_inflight` are being scored right now
         self._pending: list[_Pending] = []
         self._inflight = 0
+        self._outbox: list[Event] = []  # events of finished watermark checks, not yet returned to the caller
         self._unsaved_from: int | None = None  # start of the oldest window whose result the sink refused
         # recent scored audio for alert evidence (scorer-only state, under `_score_lock`), sized by the rules
         self._trail: AudioTrail | None = None
@@ -418,9 +433,10 @@ class StreamSession:
 
     @property
     def pending(self) -> int:
-        """Complete windows waiting to be scored (including any being scored right now)."""
+        """Complete windows waiting to be scored (including any being scored right now), plus events of
+        finished watermark checks waiting to be returned by ``score_pending``: either means "call it"."""
         with self._lock:
-            return len(self._pending)
+            return len(self._pending) + len(self._outbox)
 
     def handle(self, data: bytes | bytearray | memoryview) -> list[Event]:
         """Take one binary frame (4-byte sequence number + payload) and score what it completes. Never
@@ -496,7 +512,7 @@ class StreamSession:
                     batch = list(self._pending)
                     self._inflight = len(batch)
                 if not batch:
-                    return out
+                    return out + self._take_outbox()
                 try:
                     events = self._score(batch)
                     self._emit(events)  # stored before the windows leave the queue (and the checkpoint)
@@ -505,10 +521,16 @@ class StreamSession:
                         del self._pending[:self._inflight]  # backlog skips never touch the in-flight head
                         self._inflight = 0
                         self._prune_marks()
+                self._submit_checks(batch)  # after the windows' events: checks never delay a window
                 out += events
 
-    def close(self) -> list[Event]:
-        """End the stream: score what is queued and the unscored tail (if long enough), emit ``SessionEnded``."""
+    def close(self, *, wait_checks: bool = True) -> list[Event]:
+        """End the stream: score what is queued and the unscored tail (if long enough), emit ``SessionEnded``.
+
+        With `wait_checks` (a speaker who ends the stream) the speaker's last watermark check, when it runs
+        or is next in line, is awaited up to ``watermark_wait`` s so its event comes before
+        ``SessionEnded``. Otherwise (a session reaped or replaced, or a check behind other speakers') a
+        check still waiting is dropped (``watermark_dropped``): the worker's time goes to live speakers."""
         with self._lock:
             if self.closed:
                 return []
@@ -522,6 +544,19 @@ class StreamSession:
                                               self.last_acked_seq, time.perf_counter()))
             self.closed = True
         events = self.score_pending()
+        w = self.watermark_worker
+        if w is not None:
+            ahead = w.ahead(self)
+            # wait for a check that runs or is next in line; one behind other speakers' checks (many rooms
+            # ending at once) is dropped, so that the worker's time goes to the speakers still talking
+            if wait_checks and self.options.watermark_wait > 0 and ahead is not None and ahead <= 1:
+                if not w.wait(self, self.options.watermark_wait):
+                    log.warning("%s/%s: watermark check not over at close; its result goes to the store only",
+                                self.room, self.speaker)
+            elif ahead is not None and w.cancel(self):
+                with self._lock:
+                    self.stats.watermark_dropped += 1
+            events += self._take_outbox()
         with self._lock:
             self.stats.seconds = self.position
             ended = SessionEnded(room=self.room, speaker=self.speaker, session=self.session_id,
@@ -717,6 +752,7 @@ class StreamSession:
             frac = self._speech_fraction(p.samples)
             if frac is None:
                 silent += 1
+                p.mark = None  # no check on audio that is not scored (silence, no speech by the VAD)
                 continue
             keep.append((p, frac))
         if silent:
@@ -754,7 +790,6 @@ class StreamSession:
                 start=round(p.start / self.sr, 3), end=round(p.end / self.sr, 3), stream_start=self.stream_start,
                 score=float(r), probability=float(pr), flagged=bool(pr >= threshold),
                 speech_fraction=round(frac, 3), seq=p.seq, model=model,
-                watermark=self._check_watermark(p.mark),
             )
             ev.latency_ms = round((time.perf_counter() - p.cut_at) * 1000.0, 3)
             events.append(ev)
@@ -806,23 +841,84 @@ class StreamSession:
         frac = min(1.0, self.speech_meter(w, self.sr) / (w.size / self.sr))
         return frac if frac >= self.options.min_speech_fraction else None
 
-    def _check_watermark(self, w: np.ndarray | None) -> dict[str, Any] | None:
-        """Run the checker on the span captured with this window (a check was due when it was cut)."""
-        if self.watermark is None or w is None:
-            return None
+    def _take_outbox(self) -> list[Event]:
+        with self._lock:
+            out, self._outbox = self._outbox, []
+        return out
+
+    def _submit_checks(self, batch: list[_Pending]) -> None:
+        """Hand the spans due with these windows to the watermark worker (newest wins: a speaker has at
+        most one check waiting). A window skipped as silence still has its span checked: the span is the
+        last 8 s, not the window."""
+        w = self.watermark_worker
+        checker = self.watermark
+        if w is None or checker is None:
+            return
+        for p in batch:
+            if p.mark is None:
+                continue
+            span, start, end, cut_at = p.mark, p.end - p.mark.size, p.end, p.cut_at
+            budget = getattr(checker, "budget", None)
+            pace = getattr(budget, "delay", None)
+            w.submit(self, lambda c=checker, x=span, a=start, b=end, t=cut_at: self._run_check(c, x, a, b, t),
+                     pace=pace if callable(pace) else None)
+
+    def _run_check(self, checker: WatermarkChecker, span: np.ndarray, start: int, end: int, cut_at: float) -> None:
+        """Worker thread: run one check, judge it by the rules, emit and queue its events."""
+        error: str | None = None
         try:
-            res = self.watermark(w, self.sr)
+            d = _watermark_dict(checker(span, self.sr))
         except Exception as e:  # noqa: BLE001 - a checker bug must not end the stream
-            with self._lock:
-                self.stats.watermark_errors += 1
-            return {"error": f"{type(e).__name__}: {e}"}
-        return _watermark_dict(res)
+            d = {}
+            error = f"{type(e).__name__}: {e}"
+        if d.get("error") is not None:
+            error = str(d["error"])
+        present = d.get("present") if error is None else None
+        conf = d.get("confidence")
+        payload = d.get("payload")
+        if isinstance(payload, bytes | bytearray):
+            payload = payload.hex()
+        ev = WatermarkChecked(
+            room=self.room, speaker=self.speaker, session=self.session_id, start=round(start / self.sr, 3),
+            end=round(end / self.sr, 3), stream_start=self.stream_start,
+            present=None if present is None else bool(present),
+            payload=payload if isinstance(payload, str) else None,
+            confidence=float(conf) if isinstance(conf, int | float) and not isinstance(conf, bool) else None,
+            seconds=round(span.size / self.sr, 3), error=error,
+            skipped=str(d["skipped"]) if d.get("skipped") is not None else None,
+            latency_ms=round((time.perf_counter() - cut_at) * 1000.0, 3))
+        events: list[Event] = [ev]
+        alerts = self.rules.evaluate(ev, self.room_type) if self.rules is not None else []
+        for a in alerts:  # the evidence is the audio checked (the part of the run's span it covers)
+            lo = max(0, int(round((a.run_start - ev.start) * self.sr)))
+            clip = span[lo:]
+            a.evidence = EvidenceClip(samples=to_pcm16(clip),
+                                      sample_rate=self.sr, start=ev.end - clip.size / self.sr, end=ev.end,
+                                      requested_start=a.run_start, requested_end=a.end,
+                                      truncated=a.run_start < ev.start - 1e-6)
+        events += alerts
+        with self._lock:
+            self.stats.watermark_checks += 1
+            self.stats.watermark_errors += int(error is not None)
+            self.stats.alerts += len(alerts)
+        # to the sink; a failure is logged and counted but never holds the checkpoint back (a check is
+        # not replayed: it is best effort, like one superseded by a newer span)
+        failures = emit(self.sink, events)
+        if self.notify is not None:  # before the outbox: the caller then sees them already handed on
+            try:
+                self.notify(events)
+            except Exception:  # noqa: BLE001 - a watcher hiccup must not stop the checks
+                log.exception("watermark notify failed for %s/%s", self.room, self.speaker)
+        with self._lock:
+            self.stats.sink_failures += failures
+            self._outbox += events
 
 
 @dataclass
 class _Pending:
     """A complete window waiting to be scored: stream samples [start, end) at the model rate, a copy of
-    its audio, the watermark span when a check is due, the frame that completed it and when."""
+    its audio, the watermark span (ending at ``end``) when a check is due, the frame that completed it and
+    when. The span goes to the watermark worker once the window is scored."""
 
     start: int
     end: int
@@ -851,6 +947,7 @@ def _watermark_dict(res: Any) -> dict[str, Any]:
 
 
 __all__ = [
+    "AsyncNotify",
     "Hello",
     "RingBuffer",
     "SessionCheckpoint",
