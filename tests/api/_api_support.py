@@ -89,3 +89,22 @@ def pg_empty(url: str) -> None:
                 c.execute(t.delete())
     finally:
         eng.dispose()
+
+
+def espeak_speech(out_dir: Path, text: str, *, rate: int = 150, sr: int = 16000) -> Any:
+    """espeak-ng speech of `text` as float32 samples at `sr` (the live tests stream it); skips without espeak-ng."""
+    import shutil
+    import subprocess
+
+    import numpy as np
+    import pytest
+
+    from voxwarden.audio import load
+
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        pytest.skip("espeak-ng not installed")
+    wav = Path(out_dir) / "speech.wav"
+    subprocess.run([exe, "-w", str(wav), "-s", str(rate), text], check=True, capture_output=True, timeout=30)
+    return load(str(wav), sr=sr).samples.astype(np.float32)
+

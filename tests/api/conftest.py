@@ -44,6 +44,14 @@ def detector() -> CountingDetector:
 
 
 @pytest.fixture(scope="session")
+def live_detector() -> Any:
+    """The packaged default model, loaded once: the live-room tests need real window scores."""
+    from voxwarden.detect import Detector
+
+    return Detector.load()
+
+
+@pytest.fixture(scope="session")
 def speech_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     exe = shutil.which("espeak-ng")
     if exe is None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _api_support import Env, make_env
+from _api_support import Env, espeak_speech, make_env
 from starlette.websockets import WebSocketDisconnect
 
 from voxwarden.api import create_app
@@ -44,24 +43,9 @@ FRAME = 320  # 20 ms at 16 kHz
 
 
 @pytest.fixture(scope="module")
-def live_detector() -> Any:
-    from voxwarden.detect import Detector
-
-    return Detector.load()
-
-
-@pytest.fixture(scope="module")
 def speech16k(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        pytest.skip("espeak-ng not installed")
-    wav = tmp_path_factory.mktemp("live") / "s.wav"
-    subprocess.run([exe, "-w", str(wav), "-s", "150",
-                    "this is a live voice room and the speaker keeps talking for a few seconds more"],
-                   check=True, capture_output=True, timeout=30)
-    from voxwarden.audio import load
-
-    x = load(str(wav), sr=16000).samples
+    x = espeak_speech(tmp_path_factory.mktemp("live"),
+                      "this is a live voice room and the speaker keeps talking for a few seconds more")
     assert x.size > 4 * 16000
     return np.concatenate([x, x])  # ~10 s: several 4 s / 2 s windows, one or more on each side of a resume
 

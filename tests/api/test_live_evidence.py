@@ -9,7 +9,6 @@ import hashlib
 import io
 import json
 import shutil
-import subprocess
 import time
 import wave
 import zipfile
@@ -20,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _api_support import Env, make_env, pg_empty
+from _api_support import Env, espeak_speech, make_env, pg_empty
 from _console_support import PASSWORD, _password_hash, csrf_from
 from sqlalchemy import select
 
@@ -58,24 +57,9 @@ rules:
 
 
 @pytest.fixture(scope="module")
-def live_detector() -> Any:
-    from voxwarden.detect import Detector
-
-    return Detector.load()
-
-
-@pytest.fixture(scope="module")
 def speech16k(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        pytest.skip("espeak-ng not installed")
-    wav = tmp_path_factory.mktemp("evidence") / "s.wav"
-    subprocess.run([exe, "-w", str(wav), "-s", "150",
-                    "the speaker in this room keeps talking so that two windows in a row are judged"],
-                   check=True, capture_output=True, timeout=30)
-    from voxwarden.audio import load
-
-    x = load(str(wav), sr=SR).samples
+    x = espeak_speech(tmp_path_factory.mktemp("evidence"),
+                      "the speaker in this room keeps talking so that two windows in a row are judged", sr=SR)
     return np.concatenate([x, x])[: SR * 9]
 
 

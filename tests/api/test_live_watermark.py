@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _api_support import Env, make_env
+from _api_support import Env, espeak_speech, make_env
 
 from voxwarden.api import Settings
 from voxwarden.api.live_watermark import SKIPPED, CheckBudget, MarkChecker, tenant_checkers
@@ -62,23 +61,9 @@ TEXT = ("this live voice room carries a synthetic voice that was labelled by the
 
 
 @pytest.fixture(scope="module")
-def live_detector() -> Any:
-    from voxwarden.detect import Detector
-
-    return Detector.load()
-
-
-@pytest.fixture(scope="module")
 def speech(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
     """10-12 s of espeak-ng speech at 16 kHz (>= 8 s: a watermark check needs an 8 s span)."""
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        pytest.skip("espeak-ng not installed")
-    wav = tmp_path_factory.mktemp("wm") / "s.wav"
-    subprocess.run([exe, "-w", str(wav), "-s", "160", TEXT], check=True, capture_output=True, timeout=30)
-    from voxwarden.audio import load
-
-    x = load(str(wav), sr=SR).samples.astype(np.float32)
+    x = espeak_speech(tmp_path_factory.mktemp("wm"), TEXT, rate=160, sr=SR)
     assert x.size >= 10 * SR, x.size / SR
     return x[: 12 * SR]
 
