@@ -30,7 +30,7 @@ from voxwarden.live import Alert, EvidenceClip, SessionStarted, StreamOptions, p
 from voxwarden.store import Store, keys
 from voxwarden.store.evidence import evidence_for, ref_of
 from voxwarden.store.models import Alert as AlertRow
-from voxwarden.store.models import Evidence, User
+from voxwarden.store.models import AuditLog, Evidence, User
 
 SR = 16000
 FRAME = 320
@@ -281,6 +281,29 @@ def test_flagged_upload_keeps_its_audio_once(flagging_env: Env, speech: bytes) -
         assert abs(got.size / SR - body["duration"]) < 0.05 and ev.end == pytest.approx(got.size / SR)
         again = c.post("/v1/scans?mode=sync", files={"file": ("a.wav", speech, "audio/wav")}, headers=hdr)
         assert again.status_code == 200 and len(_scan_evidence(env, body["id"])) == 1
+        # the API lists and serves it, to the scan's tenant only, and logs the download
+        listed = c.get(f"/v1/scans/{body['id']}/evidence", headers=env.auth("scan"))
+        assert listed.status_code == 200, listed.text
+        [item] = listed.json()["evidence"]
+        assert item["id"] == ev.id and item["sha256"] == ev.sha256 and item["media_type"] == "audio/wav"
+        url = f"/v1/scans/{body['id']}/evidence/{ev.id}"
+        got_bytes = c.get(url, headers=env.auth("scan"))
+        assert got_bytes.status_code == 200 and got_bytes.content == data
+        assert got_bytes.headers["content-type"].startswith("audio/wav")
+        assert hashlib.sha256(got_bytes.content).hexdigest() == got_bytes.headers["x-evidence-sha256"] == ev.sha256
+        assert c.get(url, headers=env.auth("other")).status_code == 404
+        assert c.get(f"/v1/scans/{body['id']}/evidence", headers=env.auth("other")).status_code == 404
+        assert c.get(url, headers=env.auth("rooms")).status_code == 403
+        assert c.get(f"/v1/scans/{body['id']}/evidence/{'0' * 32}", headers=env.auth("scan")).status_code == 404
+        with env.store.session() as s:
+            logged = s.scalars(select(AuditLog).where(AuditLog.action == "evidence.download")).all()
+            assert [a.target_id for a in logged] == [ev.id]
+        # a file altered on disk is refused, not served
+        path = env.store.evidence.abspath(ref_of(ev))
+        path.chmod(0o644)
+        path.write_bytes(data[:-2] + b"\x00\x01")
+        assert c.get(url, headers=env.auth("scan")).status_code == 409
+        path.write_bytes(data)
         # the same upload as a job (another key): its scan keeps the same audio, linked to it
         job = c.post("/v1/scans?mode=async", files={"file": ("a.wav", speech, "audio/wav")},
                      headers={**env.auth("scan"), "Idempotency-Key": "up-2"})

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Header, Query, Request, UploadFile
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy import select
 
 from voxwarden.api.auth import Principal, audit_context, require
@@ -33,6 +33,7 @@ from voxwarden.api.scan_evidence import attach_scan_evidence, evidence_store_of,
 from voxwarden.audio.errors import AudioError
 from voxwarden.live.evidence import EvidenceClip
 from voxwarden.store import AuditContext, ConflictError, Store, audit
+from voxwarden.store import evidence as evidence_repo
 from voxwarden.store import scans as scan_repo
 from voxwarden.store.models import Scan
 
@@ -256,6 +257,51 @@ def get_scan(
         raise ApiError(404, "not_found", "scan not found")
     with request.app.state.store.session() as s:
         return scan_to_dict(scan_repo.get_scan(s, principal.tenant_id, scan_id))
+
+
+def _evidence_json(row: Any) -> dict[str, Any]:
+    return {"id": row.id, "sha256": row.sha256, "size": row.size, "media_type": row.media_type,
+            "start": row.start, "end": row.end, "created_at": row.created_at.isoformat()}
+
+
+@router.get("/scans/{scan_id}/evidence", summary="The audio a flagged scan kept as evidence (list)")
+def list_scan_evidence(
+    request: Request, scan_id: str, principal: Annotated[Principal, Depends(require("scan"))]
+) -> dict[str, Any]:
+    """What a flagged upload kept (the whole file up to 30 s, else its flagged segments): hashes and spans."""
+    if len(scan_id) > 64:
+        raise ApiError(404, "not_found", "scan not found")
+    with request.app.state.store.session() as s:
+        scan_repo.get_scan(s, principal.tenant_id, scan_id)  # 404 for another tenant's or a missing scan
+        rows = evidence_repo.evidence_for(s, principal.tenant_id, scan_id=scan_id)
+        return {"scan_id": scan_id, "evidence": [_evidence_json(r) for r in rows]}
+
+
+@router.get("/scans/{scan_id}/evidence/{evidence_id}", summary="One evidence file of a scan (audio bytes)",
+            response_class=FileResponse, responses={200: {"content": {"audio/wav": {}}}})
+def get_scan_evidence(
+    request: Request, scan_id: str, evidence_id: str, principal: Annotated[Principal, Depends(require("scan"))]
+) -> FileResponse:
+    """The file, checked against its recorded sha256 first (409 when it no longer matches); audited."""
+    if len(scan_id) > 64 or len(evidence_id) > 64:
+        raise ApiError(404, "not_found", "evidence not found")
+    store = request.app.state.store
+    with store.session() as s:
+        scan_repo.get_scan(s, principal.tenant_id, scan_id)
+        row = next((r for r in evidence_repo.evidence_for(s, principal.tenant_id, scan_id=scan_id)
+                    if r.id == evidence_id), None)
+        if row is None:
+            raise ApiError(404, "not_found", "evidence not found")
+        ref, media = evidence_repo.ref_of(row), row.media_type or "application/octet-stream"
+        audit.record(s, audit_context(request, principal), "evidence.download", target_type="evidence",
+                     target_id=row.id, details={"sha256": row.sha256, "scan_id": scan_id})
+    path = store.evidence.abspath(ref)
+    if not path.is_file():
+        raise ApiError(404, "not_found", f"evidence file {ref.sha256} is missing from the evidence store")
+    if not store.evidence.verify(ref):
+        raise ApiError(409, "conflict", f"evidence file {ref.sha256} does not match its recorded hash")
+    return FileResponse(path, media_type=media, headers={"X-Evidence-SHA256": ref.sha256,
+                                                         "Cache-Control": "private, no-store"})
 
 
 @router.get("/scans", summary="The caller's tenant's scans, newest first, paginated")

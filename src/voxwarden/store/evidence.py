@@ -241,14 +241,17 @@ def attach_evidence(
 
 
 def evidence_for(
-    session: Session, tenant_id: str, *, alert_id: str | None = None, case_id: str | None = None
+    session: Session, tenant_id: str, *, alert_id: str | None = None, case_id: str | None = None,
+    scan_id: str | None = None,
 ) -> list[Evidence]:
-    """Evidence rows linked to an alert or a case, oldest first."""
+    """Evidence rows linked to an alert, a case or a scan, oldest first."""
     q = select(Evidence).where(Evidence.tenant_id == tenant_id)
     if alert_id is not None:
         q = q.where(Evidence.alert_id == alert_id)
     if case_id is not None:
         q = q.where(Evidence.case_id == case_id)
+    if scan_id is not None:
+        q = q.where(Evidence.scan_id == scan_id)
     return list(session.scalars(q.order_by(Evidence.created_at, Evidence.id)))
 
 
