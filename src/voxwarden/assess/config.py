@@ -8,6 +8,8 @@ the config file's folder. Every problem raises `AssessConfigError` with a messag
 
 from __future__ import annotations
 
+import os
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,10 +75,22 @@ class AssessmentConfig:
     control_files: list[Path] | None
     declared: dict[str, dict[str, Any]]
     live: LiveLoadConfig | None = None  # None: no load run (live facts only as declared)
+    service: ServiceConfig | None = None  # None: score in-process with a local model
+
+
+@dataclass
+class ServiceConfig:
+    """``service:``: the deployed voxwarden to measure; the API key comes from an environment variable."""
+
+    url: str
+    api_key_env: str
+    api_key: str = field(repr=False, default="")
+    timeout_s: float = 60.0
+    retries: int = 2
 
 
 _TOP = {"version", "platform", "store", "detection", "labelling", "logging", "live", "governance", "controls",
-        "owner"}
+        "owner", "service"}
 
 
 def _err(path: Path, key: str, msg: str) -> AssessConfigError:
@@ -228,7 +242,53 @@ def parse_config(doc: dict[str, Any], path: Path) -> AssessmentConfig:
         path=path, platform=name, features=list(feats), tenant=tenant, data_dir=data_dir,  # type: ignore[arg-type]
         create_tenant=create, owner=_str(path, "owner", doc.get("owner")), detection=detection,
         labelling=labelling, logging=logging, control_files=control_files, declared=declared, live=live_load,
+        service=_service(path, doc.get("service")),
     )
+
+
+def _service(path: Path, v: Any) -> ServiceConfig | None:
+    """``service: {url, api_key_env, timeout_s, retries}``; the key is read from the environment now, so a
+    missing key is a config error before anything runs."""
+    if v is None:
+        return None
+    svc = _mapping(path, "service", v, {"url", "api_key_env", "timeout_s", "retries"})
+    url = _str(path, "service.url", svc.get("url"), required=True)
+    assert url is not None
+    why = check_url(url)
+    if why:
+        raise _err(path, "service.url", f"{url!r} {why}")
+    var = _str(path, "service.api_key_env", svc.get("api_key_env")) or "VOXWARDEN_API_KEY"
+    if not var.replace("_", "").isalnum():
+        raise _err(path, "service.api_key_env", f"must name an environment variable, got {var!r}")
+    key = os.environ.get(var, "").strip()
+    if not key:
+        raise _err(path, "service.api_key_env", f"environment variable {var} is not set (it must hold the API key; "
+                                                "the key is never read from the config file)")
+    t = svc.get("timeout_s", 60.0)
+    if isinstance(t, bool) or not isinstance(t, int | float) or not 1 <= t <= 600:
+        raise _err(path, "service.timeout_s", f"must be seconds in [1, 600], got {t!r}")
+    retries = _int(path, "service.retries", svc.get("retries"), 2, lo=0)
+    if retries is None or retries > 5:
+        raise _err(path, "service.retries", f"must be an integer in [0, 5], got {retries!r}")
+    return ServiceConfig(url=url.rstrip("/"), api_key_env=var, api_key=key, timeout_s=float(t), retries=retries)
+
+
+def check_url(url: str) -> str | None:
+    """Why `url` is not a usable service base URL (http/https with a host, no query), or None when it is."""
+    try:
+        u = urllib.parse.urlsplit(url)
+        _ = u.port
+    except ValueError as e:
+        return f"is not a URL: {e}"
+    if u.scheme not in ("http", "https"):
+        return "must start with http:// or https://"
+    if not u.hostname:
+        return "has no host"
+    if u.query or u.fragment:
+        return "must not have a query or fragment"
+    if u.username or u.password:
+        return "must not carry credentials (use api_key_env)"
+    return None
 
 
 def _declared(path: Path, key: str, v: Any) -> dict[str, Any]:

@@ -270,17 +270,15 @@ def run_live_load(det: Any, rules_text: str, rules_source: str, synthetic: np.nd
     )
 
 
-def measure_live(cfg: LiveLoadConfig, detection: Any, out_dir: Path) -> Any:
+def measure_live(cfg: LiveLoadConfig, detection: Any, out_dir: Path, service: Any = None) -> Any:
     """The assess step: pick speech (config clips, else the detection set, else TTS), run the load, and
-    return a `Measured` with the ``live`` evidence (monitoring measured, alert latency p95) and a chart."""
+    return a `Measured` with the ``live`` evidence (monitoring measured, alert latency p95) and a chart.
+    With `service` (a `ServiceConfig`) the rooms stream through the deployed service's WebSocket instead."""
     from voxwarden.assess.checklist import Fact
     from voxwarden.assess.measure import Measured, bar_chart
-    from voxwarden.detect import Detector
     from voxwarden.live import RulesError
 
     m = Measured()
-    model = cfg.model or (detection.model if detection is not None else None)
-    det = Detector.load(model)
     syn_paths, bona_paths = list(cfg.synthetic_clips), list(cfg.bonafide_clips)
     syn_src = bona_src = "config clips"
     if detection is not None and (not syn_paths or not bona_paths):
@@ -302,6 +300,16 @@ def measure_live(cfg: LiveLoadConfig, detection: Any, out_dir: Path) -> Any:
         syn_src = "espeak-ng TTS"
     bonafide = load_speech(bona_paths, cfg.seconds) if bona_paths else None
     source = f"synthetic: {syn_src}; bona fide: {bona_src if bonafide is not None else 'none'}"
+    if service is not None:
+        from voxwarden.assess.service import preflight, run_live_load_service
+
+        res = run_live_load_service(service, cfg, synthetic, bonafide, source, preflight(service))
+        if cfg.rules is not None:
+            res.notes.append(f"live.load.rules {cfg.rules} not used: the service applies its own rules")
+        return _live_measured(m, res, cfg, out_dir, Fact, bar_chart, via=service.url)
+    from voxwarden.detect import Detector
+
+    det = Detector.load(cfg.model or (detection.model if detection is not None else None))
     if cfg.rules is not None:
         try:
             rules_text = cfg.rules.read_text(encoding="utf-8")
@@ -314,11 +322,18 @@ def measure_live(cfg: LiveLoadConfig, detection: Any, out_dir: Path) -> Any:
         res = run_live_load(det, rules_text, rules_source, synthetic, bonafide, cfg, source)
     except RulesError as e:
         raise LiveLoadError(f"rules: {e}") from e
+    return _live_measured(m, res, cfg, out_dir, Fact, bar_chart, via=None)
+
+
+def _live_measured(m: Any, res: LiveLoadResult, cfg: LiveLoadConfig, out_dir: Path, Fact: Any,  # noqa: N803
+                   bar_chart: Any, via: str | None) -> Any:
+    """Figures, evidence, errors and the latency chart of a load run (in-process or via a service)."""
     f = res.to_figures()
+    f["measured_via"] = f"via {via} (WebSocket /v1/rooms/{{id}}/stream)" if via else "in-process"
     m.figures = f
     detail = (f"{f['rooms']} rooms ({f['synthetic_rooms']} synthetic) x {cfg.seconds:g} s in real time, "
               f"{f['alerts']} alerts, {f['windows_scored']} windows, {f['dropped_frames']} frames dropped; "
-              f"model {res.model_id}; rules {rules_source}")
+              f"model {res.model_id}; rules {res.rules_source}" + (f"; measured via {via}" if via else ""))
     if f["windows_scored"] > 0:
         m.evidence["monitoring_enabled"] = Fact(True, source="measured:live-load", detail=detail)
     if f["alert_latency_s_p95"] is not None:
@@ -327,6 +342,8 @@ def measure_live(cfg: LiveLoadConfig, detection: Any, out_dir: Path) -> Any:
     elif f["synthetic_rooms"]:
         m.errors.append(f"live: no alert in {f['synthetic_rooms']} synthetic room(s) in {cfg.seconds:g} s: "
                         "alert latency not measured")
+    if via:  # rooms the service refused or lost (key without scope `rooms`, capacity, connection errors)
+        m.errors += [f"live via {via}: {n}" for n in res.notes if not n.startswith("live.load.rules")]
     if f["dropped_frames"]:
         m.errors.append(f"live: {f['dropped_frames']} frame(s) dropped under load")
     if f["windows_skipped"]:

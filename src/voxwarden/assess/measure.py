@@ -149,26 +149,52 @@ def measure_detection(cfg: DetectionConfig, out_dir: Path) -> Measured:
     breakdowns per spoof system, per degradation and per clip length (miss/false alarm at the deployed
     threshold, EER), DET curves per breakdown; writes PNGs and scores.tsv under `out_dir`."""
     from voxwarden.detect import Detector
-    from voxwarden.detect.evaluate import evaluate
-    from voxwarden.detect.protocol import read_protocol
 
     m = Measured()
+    rows = read_trials(cfg, m)
+    det = Detector.load(cfg.model)
+    thr = det.threshold if cfg.threshold is None else cfg.threshold
+    conditions = detection_conditions(cfg)
+    by_cond, durations = _score_conditions(det, rows, cfg.audio_dir, conditions)
+    return summarize_detection(cfg, out_dir, m, by_cond, durations, model_id=det.model_id, thr=thr,
+                               threshold_source="config" if cfg.threshold is not None else "model card",
+                               scored_by=f"model {det.model_id} loaded and scored")
+
+
+def detection_conditions(cfg: DetectionConfig) -> list[str]:
+    """The conditions a detection run scores: clean ("none") first, then each configured degradation."""
+    return ["none", *[d for d in cfg.degradations if d != "none"]]
+
+
+def read_trials(cfg: DetectionConfig, m: Measured) -> list[Any]:
+    """The protocol's trials, cut to `cfg.max_trials` (the cut is noted in `m.errors`)."""
+    from voxwarden.detect.protocol import read_protocol
+
     rows = read_protocol(cfg.protocol)
     if len(rows) > cfg.max_trials:
         m.errors.append(f"protocol has {len(rows)} trials; scored the first {cfg.max_trials}")
         rows = rows[: cfg.max_trials]
-    det = Detector.load(cfg.model)
-    thr = det.threshold if cfg.threshold is None else cfg.threshold
-    conditions = ["none", *[d for d in cfg.degradations if d != "none"]]
-    by_cond, durations = _score_conditions(det, rows, cfg.audio_dir, conditions)
+    return rows
+
+
+def summarize_detection(cfg: DetectionConfig, out_dir: Path, m: Measured, by_cond: dict[str, list[Any]],
+                        durations: dict[str, float], *, model_id: str, thr: float, threshold_source: str,
+                        scored_by: str, via: str | None = None) -> Measured:
+    """Figures, evidence and charts from scored records (condition → EvalRecords), whoever scored them:
+    the in-process model or a deployed service (`via` names its URL; the evidence then says so)."""
+    from voxwarden.detect.evaluate import evaluate
+
+    conditions = list(by_cond)
     records = by_cond["none"]
-    s = evaluate(records, out_dir, threshold=thr, title=f"{det.model_id} on {cfg.eval_dataset}")
+    s = evaluate(records, out_dir, threshold=thr, title=f"{model_id} on {cfg.eval_dataset}")
     src = "measured:eval"
-    detail = f"{s.n_bonafide} bona fide / {s.n_spoof} spoof trials of {cfg.eval_dataset}, model {det.model_id}"
+    detail = f"{s.n_bonafide} bona fide / {s.n_spoof} spoof trials of {cfg.eval_dataset}, model {model_id}"
+    if via:
+        detail += f", measured via {via}"
     m.evidence = {
         "eer": Fact(s.eer, source=src, detail=detail),
         "eval_dataset": Fact(cfg.eval_dataset, source=src, detail=str(cfg.protocol)),
-        "detector_enabled": Fact(True, source="measured:detector", detail=f"model {det.model_id} loaded and scored"),
+        "detector_enabled": Fact(True, source="measured:detector", detail=scored_by),
     }
     per_condition = {c: breakdown(by_cond[c], thr) for c in conditions}
     labels = bucket_labels(cfg.length_buckets)
@@ -178,8 +204,8 @@ def measure_detection(cfg: DetectionConfig, out_dir: Path) -> Measured:
     per_length = {lab: breakdown(recs, thr) for lab, recs in by_len.items()}
     degraded_eers = [v["eer"] for c, v in per_condition.items() if c != "none" and v["eer"] is not None]
     m.figures = {
-        "model_id": det.model_id, "threshold": thr, "threshold_source": "config" if cfg.threshold is not None
-        else "model card", "eval_dataset": cfg.eval_dataset, "n_trials": s.n_total, "n_bonafide": s.n_bonafide,
+        "model_id": model_id, "threshold": thr, "threshold_source": threshold_source, "measured_via": via
+        or "in-process", "eval_dataset": cfg.eval_dataset, "n_trials": s.n_total, "n_bonafide": s.n_bonafide,
         "n_spoof": s.n_spoof, "n_failed": s.n_failed, "eer": s.eer, "eer_threshold": s.eer_threshold,
         "min_dcf": s.min_dcf, "dcf_params": s.dcf_params, "miss_rate": s.miss_rate, "fa_rate": s.fa_rate,
         "per_system": s.per_system, "per_condition": per_condition, "per_length": per_length,

@@ -247,13 +247,24 @@ def run_assessment(cfg: AssessmentConfig, out_dir: Path, *, today: date | None =
     except Exception as e:  # ControlFileError and OS errors alike
         raise AssessRunError(f"cannot load control files: {e}") from e
     framework = "+".join(cs.framework for cs in sets)[:100]
+    if cfg.service is not None:
+        from voxwarden.assess.service import ServiceError, preflight
+
+        try:
+            preflight(cfg.service)
+        except ServiceError as e:
+            raise AssessRunError(f"service {cfg.service.url} not usable: {e}") from e
     store, tenant_id, fresh = _open_store(cfg, out_dir)
     try:
         with store.session() as s:
             run_id = assessments.start_run(s, tenant_id, framework).id
 
         work = out_dir / "work"
-        if cfg.detection is not None:
+        if cfg.detection is not None and cfg.service is not None:
+            from voxwarden.assess.service import measure_detection_service
+
+            det = _step("detection", measure_detection_service, cfg.detection, cfg.service, work / "detection")
+        elif cfg.detection is not None:
             det = _step("detection", measure_detection, cfg.detection, work / "detection")
         else:
             det = Measured(errors=["detection: no labelled test set in the config (detection.protocol)"])
@@ -261,7 +272,7 @@ def run_assessment(cfg: AssessmentConfig, out_dir: Path, *, today: date | None =
         if cfg.live is not None:
             from voxwarden.assess.live_load import measure_live
 
-            live = _step("live", measure_live, cfg.live, cfg.detection, work / "live")
+            live = _step("live", measure_live, cfg.live, cfg.detection, work / "live", cfg.service)
         else:
             live = Measured()
         log = _step("logging", measure_logging, store, tenant_id, cfg.logging)
@@ -307,6 +318,7 @@ def run_assessment(cfg: AssessmentConfig, out_dir: Path, *, today: date | None =
             "features": cfg.features,
             "tenant": cfg.tenant,
             "store": "fresh store in output folder" if fresh else str(cfg.data_dir),
+            "service": cfg.service.url if cfg.service is not None else None,
             "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "risk": risk,
             "counts": counts,
