@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 from scipy.signal import lfilter, resample_poly  # noqa: E402
 
+from voxwarden.audio.synth import speech_like  # noqa: E402
 from voxwarden.mark import Marker  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,27 +55,7 @@ ATTACKS = ["none", "mp3:64k", "aac:64k", "opus:16k", "resample:8k", "noise:20db"
 
 
 def speechlike(seconds: float, sr: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    n = int(seconds * sr)
-    out = np.zeros(n)
-    t = 0
-    while t < n:
-        dur = int(rng.uniform(0.12, 0.3) * sr)
-        if rng.random() < 0.8:
-            f0 = rng.uniform(90, 220) * np.linspace(1, rng.uniform(0.8, 1.2), dur)
-            ph = np.cumsum(f0 / sr)
-            seg = np.zeros(dur)
-            seg[np.nonzero(np.diff(np.floor(ph), prepend=0))[0]] = 1.0
-            for fc, bw in ((rng.uniform(300, 900), 80), (rng.uniform(900, 2200), 120),
-                           (rng.uniform(2200, 3400), 200)):
-                if fc < sr / 2 - 200:
-                    r = np.exp(-np.pi * bw / sr)
-                    seg = seg + 3 * lfilter([1 - r], [1, -2 * r * np.cos(2 * np.pi * fc / sr), r * r], seg)
-        else:
-            seg = rng.normal(0, 0.3, dur)
-        out[t : t + dur] += (seg * np.sin(np.linspace(0, np.pi, dur)) ** 0.5)[: n - t]
-        t += dur + int(rng.uniform(0.02, 0.15) * sr)
-    return (0.3 * out / max(np.max(np.abs(out)), 1e-9)).astype(np.float32)
+    return speech_like(seconds, sr, seed)
 
 
 def _rs(x: np.ndarray, sr_from: int, sr_to: int) -> np.ndarray:

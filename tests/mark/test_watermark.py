@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.signal import lfilter, resample_poly
+from scipy.signal import resample_poly
 
+from voxwarden.audio.synth import speech_like
 from voxwarden.mark import Marker, MarkResult, WatermarkError, ecc, keys, payload_from_ids
 from voxwarden.mark import watermark as wm
 
@@ -14,29 +15,8 @@ KEY = bytes(range(32))
 
 
 def speechlike(seconds: float, sr: int, seed: int = 0) -> np.ndarray:
-    """Speech-like test signal: voiced syllables (pulse train through 3 formants), fricatives, pauses."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * sr)
-    out = np.zeros(n)
-    t = 0
-    while t < n:
-        dur = int(rng.uniform(0.12, 0.3) * sr)
-        if rng.random() < 0.8:
-            f0 = rng.uniform(90, 220) * np.linspace(1, rng.uniform(0.8, 1.2), dur)
-            ph = np.cumsum(f0 / sr)
-            seg = np.zeros(dur)
-            seg[np.nonzero(np.diff(np.floor(ph), prepend=0))[0]] = 1.0
-            for fc, bw in ((rng.uniform(300, 900), 80), (rng.uniform(900, 2200), 120),
-                           (rng.uniform(2200, 3400), 200)):
-                if fc < sr / 2 - 200:
-                    r = np.exp(-np.pi * bw / sr)
-                    seg = seg + 3 * lfilter([1 - r], [1, -2 * r * np.cos(2 * np.pi * fc / sr), r * r], seg)
-        else:
-            seg = rng.normal(0, 0.3, dur)
-        out[t : t + dur] += (seg * np.sin(np.linspace(0, np.pi, dur)) ** 0.5)[: n - t]
-        t += dur + int(rng.uniform(0.02, 0.15) * sr)
-    out += rng.normal(0, 1e-4, n)
-    return (0.3 * out / np.max(np.abs(out))).astype(np.float32)
+    """Speech-like test signal (voxwarden.audio.synth) with a faint noise floor."""
+    return speech_like(seconds, sr, seed, noise_floor=1e-4)
 
 
 def snr_db(x: np.ndarray, y: np.ndarray) -> float:
