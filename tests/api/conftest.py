@@ -3,39 +3,19 @@ API keys of two tenants, and tiny speech files made with espeak-ng."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import uuid
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _api_support import CountingDetector, Env, make_env, pg_empty
-from sqlalchemy import create_engine, text
 
+from _pg_support import pg_schema
 from voxwarden.store import Store
 from voxwarden.store.db import make_engine
 from voxwarden.store.migrations import upgrade
-
-PG_URL = os.environ.get("VOXWARDEN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-_pg: dict[str, Any] = {}
-
-
-def _pg_reason() -> str | None:
-    if "reason" not in _pg:
-        try:
-            eng = create_engine(PG_URL, connect_args={"connect_timeout": 3})
-            with eng.connect() as c:
-                c.execute(text("SELECT 1"))
-            eng.dispose()
-            _pg["reason"] = None
-        except Exception as e:  # any failure: skip the PostgreSQL variants loudly
-            _pg["reason"] = f"PostgreSQL at {PG_URL} unreachable ({type(e).__name__})"
-            warnings.warn(f"API TESTS ON POSTGRESQL SKIPPED: {_pg['reason']}", stacklevel=1)
-    return _pg["reason"]
 
 
 @pytest.fixture(scope="session")
@@ -84,22 +64,11 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def pg_schema_url() -> Iterator[str]:
-    reason = _pg_reason()
-    if reason:
-        pytest.skip(f"LOUD SKIP: {reason}")
-    schema = f"vwapi_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL)
-    with admin.begin() as c:
-        c.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in PG_URL else "?"
-    url = f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    eng = make_engine(url)
-    upgrade(eng)
-    eng.dispose()
-    yield url
-    with admin.begin() as c:
-        c.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-    admin.dispose()
+    with pg_schema("vwapi") as url:
+        eng = make_engine(url)
+        upgrade(eng)
+        eng.dispose()
+        yield url
 
 
 

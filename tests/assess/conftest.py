@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from _pg_support import pg_schema
 
 
 def compliant_evidence() -> dict[str, Any]:
@@ -50,31 +49,9 @@ def evidence() -> dict[str, Any]:
     return compliant_evidence()
 
 
-PG_URL = os.environ.get("VOXWARDEN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-_pg: dict[str, str | None] = {}
-
-
-def _pg_unavailable() -> str | None:
-    if "reason" not in _pg:
-        from sqlalchemy import create_engine, text
-
-        try:
-            eng = create_engine(PG_URL, connect_args={"connect_timeout": 3})
-            with eng.connect() as c:
-                c.execute(text("SELECT 1"))
-            eng.dispose()
-            _pg["reason"] = None
-        except Exception as e:  # any failure to connect: skip loudly
-            _pg["reason"] = f"PostgreSQL at {PG_URL} unreachable ({type(e).__name__})"
-            warnings.warn(f"ASSESS TESTS ON POSTGRESQL SKIPPED: {_pg['reason']}", stacklevel=1)
-    return _pg["reason"]
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     """A migrated store on SQLite (tmp dir) and on PostgreSQL (a throwaway schema)."""
-    from sqlalchemy import create_engine, text
-
     from voxwarden.store import Store
 
     if request.param == "sqlite":
@@ -82,22 +59,12 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
         yield st
         st.dispose()
         return
-    reason = _pg_unavailable()
-    if reason:
-        pytest.skip(f"LOUD SKIP: {reason}")
-    schema = f"assess_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL)
-    with admin.begin() as c:
-        c.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in PG_URL else "?"
-    st = Store(f"{PG_URL}{sep}options=-csearch_path%3D{schema}", evidence_dir=tmp_path / "evidence")
-    try:
-        yield st
-    finally:
-        st.dispose()
-        with admin.begin() as c:
-            c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with pg_schema("assess") as url:
+        st = Store(url, evidence_dir=tmp_path / "evidence")
+        try:
+            yield st
+        finally:
+            st.dispose()
 
 
 @pytest.fixture

@@ -6,45 +6,20 @@ If the server is unreachable the PostgreSQL variants are skipped with a loud rea
 
 from __future__ import annotations
 
-import os
 import shutil
-import uuid
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from _pg_support import create_schema, drop_schema, schema_url, skip_without_pg
 from voxwarden.store import Store
 from voxwarden.store.db import make_engine
 from voxwarden.store.keys import create_tenant
 from voxwarden.store.migrations import downgrade, upgrade
 from voxwarden.store.models import Base
-
-PG_URL = os.environ.get("VOXWARDEN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-_pg_state: dict[str, str | None] = {}
-
-
-def pg_unavailable() -> str | None:
-    """None if PostgreSQL answers, else why not (cached for the session)."""
-    if "reason" not in _pg_state:
-        try:
-            eng = create_engine(PG_URL, connect_args={"connect_timeout": 3})
-            with eng.connect() as c:
-                c.execute(text("SELECT 1"))
-            eng.dispose()
-            _pg_state["reason"] = None
-        except Exception as e:  # any failure to connect means: skip, loudly
-            _pg_state["reason"] = f"PostgreSQL at {PG_URL} unreachable ({type(e).__name__}: {str(e)[:200]})"
-            warnings.warn(f"STORE TESTS ON POSTGRESQL SKIPPED: {_pg_state['reason']}", stacklevel=1)
-    return _pg_state["reason"]
-
-
-def _pg_schema_url(schema: str) -> str:
-    sep = "&" if "?" in PG_URL else "?"
-    return f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
 
 
 class Backend:
@@ -56,22 +31,12 @@ class Backend:
             self.url = f"sqlite:///{tmp / 'vw.db'}"
             self.schema = None
         else:
-            reason = pg_unavailable()
-            if reason:
-                pytest.skip(f"LOUD SKIP: {reason}")
-            self.schema = f"vwt_{uuid.uuid4().hex[:16]}"
-            admin = create_engine(PG_URL)
-            with admin.begin() as c:
-                c.execute(text(f'CREATE SCHEMA "{self.schema}"'))
-            admin.dispose()
-            self.url = _pg_schema_url(self.schema)
+            self.schema = create_schema("vwt")
+            self.url = schema_url(self.schema)
 
     def cleanup(self) -> None:
         if self.schema:
-            admin = create_engine(PG_URL)
-            with admin.begin() as c:
-                c.execute(text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
-            admin.dispose()
+            drop_schema(self.schema)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -141,8 +106,7 @@ def migrated_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         shutil.copyfile(request.getfixturevalue("sqlite_template"), dst)
         yield f"sqlite:///{dst}"
     else:
-        if pg_unavailable():
-            pytest.skip(f"LOUD SKIP: {pg_unavailable()}")
+        skip_without_pg()
         pg = request.getfixturevalue("pg_migrated")
         yield pg.url
         _pg_reset(pg)
