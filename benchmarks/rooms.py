@@ -57,13 +57,14 @@ P95_TARGET_S = 1.5
 
 
 # --------------------------------------------------------------------------------------------- speech
-def load_speech(tmp: Path, seconds: float) -> tuple[np.ndarray, str]:
-    """About ``seconds`` of 16 kHz mono float speech (real speech from shared/ when it is there)."""
+def load_speech(tmp: Path, seconds: float, *, synthetic: bool = False) -> tuple[np.ndarray, str]:
+    """About ``seconds`` of 16 kHz mono float speech (real speech from shared/ when it is there, unless
+    `synthetic`: then espeak-ng, which the detector flags — the path that also stores evidence)."""
     from voxwarden.audio import load
 
     parts: list[np.ndarray] = []
     total = 0
-    if SHARED_TRAIN.is_dir():
+    if SHARED_TRAIN.is_dir() and not synthetic:
         for p in sorted(SHARED_TRAIN.glob("*.flac")):
             parts.append(load(str(p), sr=SR).samples)
             total += parts[-1].size
@@ -78,7 +79,7 @@ def load_speech(tmp: Path, seconds: float) -> tuple[np.ndarray, str]:
         parts.append(load(str(out), sr=SR).samples)
         total += parts[-1].size
         i += 1
-    return np.concatenate(parts), "espeak-ng speech (shared/ not present)"
+    return np.concatenate(parts), "espeak-ng speech" + ("" if synthetic else " (shared/ not present)")
 
 
 def pcm16_frames(x: np.ndarray) -> list[bytes]:

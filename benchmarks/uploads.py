@@ -1,6 +1,6 @@
 """File scans over HTTP: C concurrent clients POST ~10 s clips to a real ``voxwarden serve``.
 
-    python benchmarks/uploads.py [--clients 4] [--seconds 60] [--clip-seconds 10] [--model NAME_OR_DIR]
+    python benchmarks/uploads.py [--clients 4] [--seconds 60] [--clip-seconds 10] [--model M] [--source espeak]
 
 Starts ``voxwarden serve`` as a subprocess on 127.0.0.1 (free port, temporary data dir, a ``scan`` key
 created first; see ``benchmarks/rooms.py`` for the server harness), makes a few distinct WAV clips of
@@ -104,6 +104,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0, help="how long to keep posting (5..600)")
     ap.add_argument("--clip-seconds", type=float, default=10.0, help="length of each clip (1..120)")
     ap.add_argument("--model", default=None, help="model name or directory for the server")
+    ap.add_argument("--source", choices=("real", "espeak"), default="real",
+                    help="real speech (shared/ when present) or espeak-ng speech, which is flagged and so also "
+                         "stores evidence audio")
     args = ap.parse_args()
     if not 1 <= args.clients <= 64:
         ap.error("--clients: between 1 and 64")
@@ -115,7 +118,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="vw-bench-uploads-"))
     try:
         n_clips = 6
-        speech, what = load_speech(tmp, args.clip_seconds * n_clips)
+        speech, what = load_speech(tmp, args.clip_seconds * n_clips, synthetic=args.source == "espeak")
         step = int(args.clip_seconds * SR)
         clips = [wav_bytes(speech[i * step:(i + 1) * step]) for i in range(speech.size // step)][:n_clips]
         print(f"clips: {len(clips)} x {args.clip_seconds:.0f} s WAV ({len(clips[0]) / 1024:.0f} KiB) from {what}; "
