@@ -33,9 +33,15 @@ class CountingDetector:
         return self.inner.model_id
 
     def score(self, src: Any, sr: int | None = None) -> Any:
+        return self.score_decoded(self.decode(src, sr))
+
+    def decode(self, src: Any, sr: int | None = None) -> Any:  # each scoring attempt starts here
         with self._lock:
             self.calls += 1
-        return self.inner.score(src, sr)
+        return self.inner.decode(src, sr)
+
+    def score_decoded(self, clip: Any) -> Any:
+        return self.inner.score_decoded(clip)
 
     def scan(self, path: Any) -> Any:
         with self._lock:

@@ -181,9 +181,11 @@ class _Broken:
     def model_id(self) -> str:
         return self.inner.model_id
 
-    def score(self, src: Any, sr: int | None = None) -> Any:
+    def decode(self, src: Any, sr: int | None = None) -> Any:
         self.calls += 1
         raise RuntimeError("decoder exploded")
+
+    score = decode
 
 
 def test_job_failing_every_attempt_ends_failed(env: Env, tmp_path: Path, detector: CountingDetector,
@@ -412,9 +414,12 @@ class _Slow:
     def model_id(self) -> str:
         return self.inner.model_id
 
-    def score(self, src: Any, sr: int | None = None) -> Any:
+    def decode(self, src: Any, sr: int | None = None) -> Any:
+        return self.inner.decode(src, sr)
+
+    def score_decoded(self, clip: Any) -> Any:
         time.sleep(self.delay)
-        return self.inner.score(src, sr)
+        return self.inner.score_decoded(clip)
 
 
 def test_heartbeats_keep_a_long_job_leased(sqlite_env: Env, tmp_path: Path, detector: CountingDetector,

@@ -416,12 +416,13 @@ class JobWorkers:
                 "message": "the upload's spool file is gone (was data_dir shared with this worker?)"})
         shown = payload.get("name") or "upload"
         try:
-            result = self.detector.score(str(path))
+            clip = self.detector.decode(str(path))
+            result = self.detector.score_decoded(clip)
         except AudioError as e:
             err = {"type": e.code, "message": str(e).replace(str(path), shown)}
             return self._fail(job_id, worker, payload, err, rejected=True)
         result.path = None  # the spool path is ours, not the client's
-        clips = scan_evidence(result, path)  # a flagged upload keeps its audio ([] otherwise)
+        clips = scan_evidence(result, clip)  # a flagged upload keeps its audio ([] otherwise)
         return self._complete(job_id, tenant, payload, worker, result, clips)
 
     def _process_verify(self, job_id: str, tenant: str, payload: dict[str, Any], worker: str) -> str:

@@ -209,7 +209,8 @@ async def room_stream(websocket: WebSocket, room_id: str) -> None:
         await _fatal(websocket, e.to_dict(), CLOSE_POLICY)
         return
 
-    tl = live.tenant(tid)
+    # off the event loop: a tenant's first stream may read its watermark key file and build its hub
+    tl = await asyncio.to_thread(live.tenant, tid)
     ctx = audit_context(websocket, principal)
     peer = Peer(source_ip=ctx.source_ip, source_port=ctx.source_port, dest_ip=ctx.dest_ip,
                 dest_port=ctx.dest_port, client={"user_agent": ctx.user_agent} if ctx.user_agent else None)

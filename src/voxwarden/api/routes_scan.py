@@ -186,12 +186,13 @@ async def create_scan(
                                   kind=SCAN_KIND)
         try:
             async with state.scan_slots:
-                result = await asyncio.to_thread(state.detector.score, data)
+                clip = await asyncio.to_thread(state.detector.decode, data)
+                result = await asyncio.to_thread(state.detector.score_decoded, clip)
         except AudioError as e:
             state.metrics.rejected.labels(e.code).inc()
             await asyncio.to_thread(_audit_rejected, state.store, ctx, "scan.rejected", sha, len(data), e.to_dict())
             raise
-        clips = await asyncio.to_thread(scan_evidence, result, data)  # [] unless flagged
+        clips = await asyncio.to_thread(scan_evidence, result, clip)  # [] unless flagged
         body, created = await asyncio.to_thread(_save, state.store, ctx, result, sha, len(data), name, key, clips)
     finally:
         if lock is not None:

@@ -7,7 +7,8 @@ model's input) linked to the scan row:
 * otherwise its flagged segments (probability ≥ the threshold; when no single segment is, the most
   probable one), overlapping segments merged, up to ``MAX_SECONDS`` in all, earliest first.
 
-The audio is decoded again only for flagged uploads (the scoring path stays as it is). Files are written
+The samples come from the detector's own decode (`Detector.decode`), so a flagged upload is decoded once;
+a caller that has only the bytes or a path gets them decoded here. Files are written
 and linked in the scan's own transaction and only when the scan row is new, so a replayed upload or a
 retried job never adds evidence twice.
 """
@@ -20,6 +21,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from voxwarden.audio.clip import Clip
 from voxwarden.audio.errors import AudioError
 from voxwarden.live.evidence import EvidenceClip, to_pcm16
 from voxwarden.store import EvidenceError, EvidenceStore, InvalidInputError, StoreUnavailableError
@@ -48,18 +50,22 @@ def flagged_spans(segments: list[Any], threshold: float) -> list[tuple[float, fl
     return spans
 
 
-def scan_evidence(result: Any, src: str | os.PathLike[str] | bytes) -> list[EvidenceClip]:
-    """The clips to keep for a scan result of the upload `src` (bytes or a path); [] unless it was flagged.
-    An upload that no longer decodes (it just did) is logged and keeps no evidence rather than failing."""
+def scan_evidence(result: Any, src: Clip | str | os.PathLike[str] | bytes) -> list[EvidenceClip]:
+    """The clips to keep for a scan result of the upload `src` (its decoded `Clip`, or bytes or a path);
+    [] unless it was flagged. An upload that no longer decodes (it just did) is logged and keeps no
+    evidence rather than failing."""
     if getattr(result, "decision", None) != "synthetic":
         return []
-    from voxwarden.audio import load
+    from voxwarden.audio import load, resample
 
-    try:
-        x = load(src if isinstance(src, bytes) else str(src), sr=SAMPLE_RATE, max_duration=None).samples
-    except AudioError as e:
-        log.error("flagged upload could not be decoded again for its evidence: %s", e)
-        return []
+    if isinstance(src, Clip):
+        x = src.samples if src.sr == SAMPLE_RATE else resample(src.samples, src.sr, SAMPLE_RATE)
+    else:
+        try:
+            x = load(src if isinstance(src, bytes) else str(src), sr=SAMPLE_RATE, max_duration=None).samples
+        except AudioError as e:
+            log.error("flagged upload could not be decoded again for its evidence: %s", e)
+            return []
     total = x.size / SAMPLE_RATE
     if total <= 0:
         return []

@@ -73,7 +73,15 @@ class Detector:
 
     def score(self, src: str | os.PathLike | bytes | np.ndarray, sr: int | None = None) -> ScanResult:
         """Score one input; raises an ``AudioError`` subclass for bad input (see ``score_many``)."""
-        clip = self._to_clip(src, sr)
+        return self.score_decoded(self.decode(src, sr))
+
+    def decode(self, src: str | os.PathLike | bytes | np.ndarray, sr: int | None = None) -> audio.Clip:
+        """Decode `src` exactly as `score` does (model rate, mono, duration limit), for a caller that also
+        needs the samples (a service keeping a flagged upload as evidence decodes it once, not twice)."""
+        return self._to_clip(src, sr)
+
+    def score_decoded(self, clip: audio.Clip) -> ScanResult:
+        """Score a clip from `decode`, applying the detector's `degrade` option as `score` does."""
         if self.options.degrade:
             clip = self._degrade(clip)
         return self.score_clip(clip)
