@@ -56,6 +56,17 @@ def test_array_and_file_agree(det, speech):
     assert det.score(stereo, sr=sr).score == pytest.approx(a.score, abs=1e-3)
 
 
+def test_decode_then_score_decoded_equals_score(det, speech):
+    clip = det.decode(speech)
+    assert clip.sr == det.card.sample_rate and clip.samples.ndim == 1
+    a, b = det.score(speech), det.score_decoded(clip)
+    assert a.score == b.score and [s.score for s in a.segments] == [s.score for s in b.segments]
+    assert b.source == a.source  # the decoded clip keeps the file's metadata (codec, rate, duration)
+    noisy = Detector.load(degrade="noise:10db")  # score_decoded applies the degrade option as score does
+    assert noisy.score_decoded(noisy.decode(speech)).score == pytest.approx(noisy.score(speech).score)
+    assert noisy.score_decoded(clip).score != pytest.approx(a.score, abs=1e-6)
+
+
 def test_array_needs_sr_and_finite_values(det):
     with pytest.raises(ValueError):
         det.score(np.zeros(16000, dtype=np.float32))
