@@ -98,5 +98,28 @@ def balance_cmd(
                            "audit_before": round(b.audit_before, 4), "audit_after": round(b.audit_after, 4)}))
 
 
+@corpus_app.command("heldout")
+def heldout_cmd(
+    corpus: Annotated[Path, typer.Argument(help="Corpus folder whose held-back bona fide clips are reused.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (audio/, protocol.tsv, manifest.json).")],
+    system: Annotated[list[str], typer.Option(help="TTS system left out of training; repeatable.")],
+    per_system: Annotated[int, typer.Option(help="Spoof clips per system.")] = 60,
+    split: Annotated[str, typer.Option(help="Corpus split whose bona fide clips are used.")] = "val",
+    seed: Annotated[int, typer.Option(help="Random seed; equal seeds give equal sets.")] = 0,
+) -> None:
+    """Build an unseen-generator test set: TTS systems absent from training vs the corpus's held-back bona fide."""
+    from voxwarden.corpus.build import CorpusError
+    from voxwarden.corpus.heldout import build_heldout_tts
+
+    try:
+        s = build_heldout_tts(out, corpus, system, per_system=per_system, seed=seed, split=split)
+    except CorpusError as e:
+        err_console.print(f"[red]held-out set failed:[/red] {e}")
+        raise typer.Exit(EXIT_FAILED) from e
+    typer.echo(json.dumps({"out": str(s.out_dir), "bonafide": s.bonafide, "spoof": s.spoof}))
+    for w in s.warnings[:10]:
+        err_console.print(f"[yellow]warning:[/yellow] {w}")
+
+
 if __name__ == "__main__":  # `python -m voxwarden.commands.corpus build ...` (used by recipes/)
     corpus_app()
