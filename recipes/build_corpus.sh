@@ -22,13 +22,15 @@ VOCODER_MINUTES=${VOCODER_MINUTES:-30}
 HERE=$(cd "$(dirname "$0")" && pwd)
 
 if [[ -z "${SKIP_INSTALL:-}" ]]; then
-  # Real speech (CC-BY-SA / GPL data packages) and TTS engines (GPL tools: used by the recipe only,
-  # never imported by voxwarden at run time).
+  # Real speech (CC-BY-SA / GPL data packages) and TTS engines (GPL tools: used by the recipe only, never
+  # imported by voxwarden at run time). The base packages asterisk-core-sounds-LL hold the transcripts and
+  # the sounds/LL link the corpus reads: the -wav/-g722 packages alone are not found.
   apt-get install -y --no-install-recommends \
     asterisk-core-sounds-en-wav asterisk-core-sounds-en-g722 asterisk-core-sounds-es-wav \
     asterisk-core-sounds-es-g722 asterisk-core-sounds-fr-wav asterisk-core-sounds-fr-g722 \
     asterisk-core-sounds-it-wav asterisk-core-sounds-ru-wav asterisk-core-sounds-it-g722 \
     asterisk-core-sounds-ru-g722 asterisk-core-sounds-en-gsm klettres-data alsa-utils \
+    asterisk-core-sounds-es asterisk-core-sounds-fr asterisk-core-sounds-it asterisk-core-sounds-ru \
     espeak-ng festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts festvox-italp16k \
     festvox-itapc16k flite ffmpeg
   # Training-time Python deps: torch (CPU wheel), pyworld, pedalboard; piper-tts (GPL-3) with a VITS

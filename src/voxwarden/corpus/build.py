@@ -131,7 +131,8 @@ def _select_bonafide(
     if ast:
         missing = sorted(set(ASTERISK_LANGUAGES) - {it.language for it in ast})
         if missing:
-            warnings.append(f"asterisk-core-sounds not installed for {', '.join(missing)} (see "
+            warnings.append(f"asterisk prompts not found for {', '.join(missing)}: install asterisk-core-sounds-LL "
+                            "(transcripts + sounds/LL link) besides its -wav/-g722 packages (see "
                             "recipes/build_corpus.sh); the corpus has fewer bona fide languages")
     kl = klettres_items() if system_sources else []
     al = alsa_items() if system_sources else []
