@@ -42,6 +42,7 @@ from voxwarden.live import (
 )
 from voxwarden.store import Store
 from voxwarden.store import keys as key_repo
+from voxwarden.store.models import RoomSession
 
 RULES = """\
 version: 1
@@ -186,6 +187,17 @@ def test_marked_stream_is_found_with_payload_and_alerts(wm_env: Env, speech: np.
     assert (wm["present"], wm["payload"], wm["start"], wm["end"]) == (True, PAYLOAD.hex(), 0.0, 8.0)
     ev = item["details"]["evidence"]
     assert ev["seconds"] == 8.0 and len(ev["sha256"]) == 64 and ev["size"] == 44 + 8 * SR * 2
+    # every check is stored as its own row too, and only this tenant sees it
+    r = wm_env.client.get("/v1/rooms/r1/watermark-checks", headers=wm_env.auth("rooms"))
+    assert r.status_code == 200, r.text
+    [row] = r.json()["items"]
+    assert (row["session"], row["speaker"], row["start"], row["end"]) == (wins[0]["session"], "alice", 0.0, 8.0)
+    assert row["result"] == "present" and row["payload"] == PAYLOAD.hex() and row["confidence"] > 0.99
+    other_rows = wm_env.client.get("/v1/rooms/r1/watermark-checks", headers=wm_env.auth("other_rooms")).json()
+    assert all(x["speaker"] == "bob" for x in other_rows["items"])
+    assert wm_env.client.get("/v1/rooms/r1/watermark-checks", params={"session": "nope"},
+                             headers=wm_env.auth("rooms")).json()["items"] == []
+    assert wm_env.client.get("/v1/rooms/nope/watermark-checks", headers=wm_env.auth("rooms")).status_code == 404
 
 
 def test_unmarked_speech_is_checked_and_not_present(wm_env: Env, speech: np.ndarray) -> None:
@@ -197,6 +209,9 @@ def test_unmarked_speech_is_checked_and_not_present(wm_env: Env, speech: np.ndar
     assert of(msgs, "alert") == []
     r = wm_env.client.get("/v1/rooms/r1/alerts", headers=wm_env.auth("rooms"))
     assert r.json()["items"] == []
+    # no alert, but the check is on record: the span was checked and carried no mark
+    [row] = wm_env.client.get("/v1/rooms/r1/watermark-checks", headers=wm_env.auth("rooms")).json()["items"]
+    assert (row["start"], row["end"], row["result"], row["payload"]) == (0.0, 8.0, "absent", None)
 
 
 def test_keys_are_per_tenant(wm_env: Env, speech: np.ndarray) -> None:
@@ -424,3 +439,35 @@ def test_worker_waits_for_the_budget_instead_of_skipping() -> None:
     # at a share of 0.5 a 0.1 s check may start every 0.2 s (credit accrues while it runs too): after the
     # first, each waits ~0.1 s, so 3 checks take ~0.5 s (without pacing: 0.3 s)
     assert took >= 1.5 * w.stats.busy_seconds and took >= 0.45, (took, w.stats)
+
+
+def test_sink_stores_every_check_even_after_its_session_ended(tmp_path: Path, sqlite_template: Path) -> None:
+    from voxwarden.api.live_sink import StoreSink
+    from voxwarden.live import SessionEnded, SessionStarted, WatermarkChecked
+    from voxwarden.store.models import WatermarkCheck
+
+    db = tmp_path / "v.db"
+    shutil.copyfile(sqlite_template, db)
+    store = Store(f"sqlite:///{db}", evidence_dir=tmp_path / "ev", migrate=False)
+    with store.session() as s:
+        tid = key_repo.create_tenant(s, "t").id
+    sink = StoreSink(store, tid)
+    sink(SessionStarted(room="r", speaker="a", session="s1", codec="pcm16", sample_rate=16000))
+    sink(WatermarkChecked(room="r", speaker="a", session="s1", start=0.0, end=8.0, present=False, confidence=0.1,
+                          seconds=8.0))
+    sink(SessionEnded(room="r", speaker="a", session="s1"))
+    # the last check of a session finishes after its end: stored on that session, no new session opened
+    sink(WatermarkChecked(room="r", speaker="a", session="s1", start=8.0, end=16.0, present=True,
+                          payload="ABCD" * 4, confidence=0.999, seconds=8.0))
+    sink(WatermarkChecked(room="r", speaker="a", session="s1", start=8.0, end=16.0, present=True,
+                          payload="ABCD" * 4, confidence=0.999, seconds=8.0))  # a replay: one row
+    sink(WatermarkChecked(room="r", speaker="a", session="s1", start=16.0, end=20.0, error="decoder failed"))
+    sink(WatermarkChecked(room="r", speaker="a", session="s1", start=20.0, end=24.0, skipped="budget"))
+    sink(WatermarkChecked(room="r", speaker="a", session="never-opened", start=0.0, end=8.0, present=True))
+    with store.session() as s:
+        rows = s.query(WatermarkCheck).order_by(WatermarkCheck.start).all()
+        assert [(r.start, r.result, r.payload, r.reason) for r in rows] == [
+            (0.0, "absent", None, None), (8.0, "present", "abcd" * 4, None), (16.0, "error", None, "decoder failed"),
+            (20.0, "skipped", None, "budget")]
+        assert len({r.session_id for r in rows}) == 1
+        assert s.query(RoomSession).count() == 1

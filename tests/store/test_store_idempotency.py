@@ -12,8 +12,8 @@ from voxwarden.store import ConflictError, InvalidInputError
 from voxwarden.store.alerts import raise_alert
 from voxwarden.store.evidence import attach_evidence
 from voxwarden.store.jobs import enqueue
-from voxwarden.store.models import Alert, Evidence, Job, Scan, WebhookDelivery, WindowScore
-from voxwarden.store.rooms import ensure_room, open_session, record_window
+from voxwarden.store.models import Alert, Evidence, Job, Scan, WatermarkCheck, WebhookDelivery, WindowScore
+from voxwarden.store.rooms import ensure_room, open_session, record_watermark_check, record_window, watermark_checks
 from voxwarden.store.scans import record_scan
 from voxwarden.store.webhooks import enqueue_delivery
 
@@ -109,6 +109,27 @@ def test_window_replay_and_room_session_resume(store, tenant) -> None:
         for seq in (0, 1, 2, 1, 2):
             record_window(s, tenant, sess.row.id, seq, seq * 2.0, seq * 2.0 + 4.0, 0.1 * seq)
     assert _count(store, WindowScore) == 3
+
+
+def test_watermark_check_replay_and_validation(store, tenant) -> None:
+    with store.session() as s:
+        room = ensure_room(s, tenant, "rw").row
+        sess = open_session(s, tenant, room.id, "spk", external_id="conn-w").row
+        first = record_watermark_check(s, tenant, sess.id, 8.0, 16.0, "present", payload="00ff" * 4,
+                                       confidence=0.999, seconds=8.0)
+        again = record_watermark_check(s, tenant, sess.id, 8.0, 16.0, "present", payload="00ff" * 4)
+        assert first.created and not again.created and again.row.id == first.row.id
+        record_watermark_check(s, tenant, sess.id, 0.0, 8.0, "skipped", reason="budget")
+        rows = watermark_checks(s, tenant, sess.id)
+        assert [(r.start, r.result, r.reason) for r in rows] == [(0.0, "skipped", "budget"), (8.0, "present", None)]
+        assert watermark_checks(s, "other-tenant", sess.id) == []
+        for bad in (dict(result="maybe"), dict(start=-1.0), dict(end=1.0), dict(start=float("nan")),
+                    dict(payload="XYZ"), dict(payload="0" * 65), dict(confidence=float("inf"))):
+            args = {"start": 2.0, "end": 3.0, "result": "absent", **bad}
+            with pytest.raises(InvalidInputError):
+                record_watermark_check(s, tenant, sess.id, args.pop("start"), args.pop("end"), args.pop("result"),
+                                       **args)
+    assert _count(store, WatermarkCheck) == 2
 
 
 def test_job_webhook_and_evidence_keys(store, tenant) -> None:

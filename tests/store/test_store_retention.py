@@ -17,9 +17,9 @@ from voxwarden.store.audit import entries
 from voxwarden.store.cases import close_case, open_case
 from voxwarden.store.evidence import attach_evidence
 from voxwarden.store.keys import create_tenant
-from voxwarden.store.models import Alert, Case, Evidence, RoomSession, Scan, WindowScore
+from voxwarden.store.models import Alert, Case, Evidence, RoomSession, Scan, WatermarkCheck, WindowScore
 from voxwarden.store.retention import MIN_RETENTION_DAYS, sweep_orphans
-from voxwarden.store.rooms import end_session, ensure_room, open_session, record_window
+from voxwarden.store.rooms import end_session, ensure_room, open_session, record_watermark_check, record_window
 from voxwarden.store.scans import record_scan
 
 NOW = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)  # rows made now are "recent"
@@ -56,6 +56,7 @@ def _world(store, tenant):
         end_session(s, tenant, held_sess.id, now=OLD + timedelta(hours=1))
         for seq, sess in enumerate((old_sess, held_sess)):
             record_window(s, tenant, sess.id, seq, 0.0, 4.0, 0.3).row.created_at = OLD
+            record_watermark_check(s, tenant, sess.id, 0.0, 8.0, "absent", confidence=0.1).row.created_at = OLD
         a_free = raise_alert(
             s, tenant, room.id, "spk-old", start=1, end=5, score=3, rule="r", session_id=old_sess.id
         )
@@ -98,6 +99,7 @@ def test_purge_deletes_expired_but_keeps_open_case_holdings(store, tenant) -> No
     assert report.committed
     assert report.deleted["alerts"] == 1 and report.deleted["scans"] == 1 and report.deleted["evidence"] == 1
     assert report.deleted["cases"] == 1 and report.deleted["room_sessions"] == 1
+    assert report.deleted["watermark_checks"] == 1 and report.kept_for_open_cases["watermark_checks"] == 1
     assert report.kept_for_open_cases["evidence"] == 3  # alert-held, case-held, rectification-held
     assert report.files_planned == 1 and report.files_deleted == 1 and report.bytes_freed == refs["free"].size
     ev = store.evidence
@@ -114,6 +116,8 @@ def test_purge_deletes_expired_but_keeps_open_case_holdings(store, tenant) -> No
             s.get(RoomSession, ids["old_sess"]) is None and s.get(RoomSession, ids["held_sess"]) is not None
         )
         assert s.scalar(select(func.count()).select_from(WindowScore)) == 1
+        # watermark checks go with their session's windows; the held session's check stays
+        assert [c.session_id for c in s.scalars(select(WatermarkCheck))] == [ids["held_sess"]]
         assert {e.id for e in s.scalars(select(Evidence))} == {
             ids[k] for k in ("e_held", "e_case", "e_recent", "e_item")
         }

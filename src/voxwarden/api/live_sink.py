@@ -10,9 +10,9 @@ The live core (``voxwarden.live``) knows nothing of tenants or the store; this m
   idempotent on the natural key) with their evidence: the audio of the alert's span (the session's
   ``EvidenceClip``) as a PCM16 WAV, stored content-addressed and attached in the alert's own transaction,
   and only while the alert has no evidence yet, so a replay never adds a second row. It runs inside the
-  scoring thread (or the watermark worker), never on the event loop. A ``watermark`` event has no row of
-  its own (``window_scores`` has no details column): a check is stored when it fires an alert, whose
-  details carry it (``details.watermark``: present, payload, confidence, span).
+  scoring thread (or the watermark worker), never on the event loop. Every ``watermark`` event becomes a
+  ``watermark_checks`` row (span, present / absent / error / skipped, payload, confidence), idempotent on
+  the span; a check that fires an alert is also in the alert's details (``details.watermark``).
 * ``CheckpointStore`` keeps each speaker's latest ``SessionCheckpoint`` as a small JSON file, so a
   client resuming after a server restart continues from ``last_acked_seq`` on the same window grid.
 * ``Broadcaster`` fans the events of a room out to ``/events`` subscribers (thread-safe, any loop).
@@ -52,6 +52,7 @@ from voxwarden.live import (
     SessionStarted,
     StreamOptions,
     StreamSession,
+    WatermarkChecked,
     WatermarkWorker,
     WindowScored,
 )
@@ -294,6 +295,8 @@ class StoreSink:
             write = self._alert
         elif isinstance(ev, SessionEnded):
             write = self._ended
+        elif isinstance(ev, WatermarkChecked):
+            write = self._watermark
         else:
             return
         for delay in (*RETRY_DELAYS, None):
@@ -379,6 +382,23 @@ class StoreSink:
             return
         evidence_repo.attach_evidence(s, self.tenant_id, ref, alert_id=row.id, start=float(clip.start),
                                       end=float(clip.end), media_type="audio/wav")
+
+    def _watermark(self, ev: WatermarkChecked) -> None:
+        sid = self.session_row(ev.session)
+        with self.store.session() as s:
+            if sid is None:  # the session ended (or the server restarted) before its check finished
+                sid = s.scalars(select(RoomSession.id).where(RoomSession.tenant_id == self.tenant_id,
+                                                            RoomSession.external_id == ev.session)).first()
+                if sid is None:
+                    log.warning("watermark check of unknown session %s/%s/%s not stored", ev.room, ev.speaker,
+                                ev.session)
+                    return
+            result = ("present" if ev.present else "absent" if ev.present is False
+                      else "error" if ev.error else "skipped")
+            room_repo.record_watermark_check(
+                s, self.tenant_id, sid, float(ev.start), float(ev.end), result,
+                payload=ev.payload.lower() if ev.payload else None, confidence=ev.confidence,
+                seconds=float(ev.seconds) if ev.seconds else None, reason=ev.error or ev.skipped)
 
     def _ended(self, ev: SessionEnded) -> None:
         r = self._rows(ev.room, ev.speaker, ev.session)

@@ -48,6 +48,7 @@ from voxwarden.store import AuditContext, Store, StoreError, audit
 from voxwarden.store import alerts as alert_repo
 from voxwarden.store.models import Alert as AlertRow
 from voxwarden.store.models import Room as RoomRow
+from voxwarden.store.models import RoomSession, WatermarkCheck
 from voxwarden.store.rooms import Peer
 
 log = logging.getLogger("voxwarden.api.rooms")
@@ -498,4 +499,36 @@ def list_room_alerts(
         rows = alert_repo.list_alerts(s, principal.tenant_id, status=status, room_id=room.id, limit=limit,
                                       offset=offset)
         items = [alert_to_dict(a, room_id) for a in rows]
+    return {"items": items, "limit": limit, "offset": offset}
+
+
+@router.get("/{room_id}/watermark-checks", summary="Watermark checks of a room's audio (stream order per session)")
+def list_room_watermark_checks(
+    request: Request,
+    room_id: str,
+    principal: Annotated[Principal, Depends(require("rooms"))],
+    session: Annotated[str | None, Query(max_length=128, description="Only this session (hello id)")] = None,
+    limit: Annotated[int | None, Query(ge=1)] = None,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> dict[str, Any]:
+    """Every live watermark check of the room's speakers, whether or not a rule fired on it: which spans
+    were checked for a label, and with what result (present / absent / error / skipped)."""
+    settings = request.app.state.settings
+    limit = min(limit or settings.page_size_default, settings.page_size_max)
+    with request.app.state.store.session() as s:
+        room = s.scalars(select(RoomRow).where(RoomRow.tenant_id == principal.tenant_id,
+                                               RoomRow.external_id == room_id)).first()
+        if room is None:  # another tenant's room looks exactly like a missing one
+            raise ApiError(404, "not_found", "no such room")
+        q = (select(WatermarkCheck, RoomSession.external_id, RoomSession.speaker)
+             .join(RoomSession, RoomSession.id == WatermarkCheck.session_id)
+             .where(WatermarkCheck.tenant_id == principal.tenant_id, RoomSession.room_id == room.id))
+        if session is not None:
+            q = q.where(RoomSession.external_id == session)
+        q = q.order_by(RoomSession.started_at, WatermarkCheck.session_id, WatermarkCheck.start).limit(limit)
+        rows = s.execute(q.offset(offset)).all()
+        items = [{"session": ext, "speaker": spk, "start": c.start, "end": c.end, "result": c.result,
+                  "payload": c.payload, "confidence": c.confidence, "seconds": c.seconds, "reason": c.reason,
+                  "created_at": c.created_at.isoformat() if c.created_at else None}
+                 for c, ext, spk in rows]
     return {"items": items, "limit": limit, "offset": offset}

@@ -224,6 +224,33 @@ class WindowScore(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
+WATERMARK_RESULTS = ("present", "absent", "error", "skipped")
+
+
+class WatermarkCheck(Base):
+    """One live watermark check of a session's audio span, stored whether or not it fired an alert, so an
+    auditor can see which stretches of a room were checked for a label and what was found.
+    `(session_id, start, end)` makes a replayed check idempotent."""
+
+    __tablename__ = "watermark_checks"
+    __table_args__ = (
+        UniqueConstraint("session_id", "start", "end"),
+        CheckConstraint(_in("result", WATERMARK_RESULTS), name="result"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = _tenant_fk()
+    session_id: Mapped[str] = mapped_column(String(32), ForeignKey("room_sessions.id", ondelete="CASCADE"))
+    start: Mapped[float] = mapped_column(Float)
+    end: Mapped[float] = mapped_column(Float)
+    result: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[str | None] = mapped_column(String(64))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    seconds: Mapped[float | None] = mapped_column(Float)  # compute time of the check
+    reason: Mapped[str | None] = mapped_column(String(500))  # why it did not judge (error / skipped)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class Case(Base):
     """A reviewer's investigation of alerts or a scan, ending in a verdict."""
 

@@ -32,6 +32,7 @@ from voxwarden.store.models import (
     RoomSession,
     Scan,
     Tenant,
+    WatermarkCheck,
     WebhookDelivery,
     WindowScore,
 )
@@ -186,6 +187,23 @@ def purge(
             session.execute(
                 delete(WindowScore)
                 .where(old_w, WindowScore.session_id.not_in(_held_sessions(t)))
+                .execution_options(**nosync)
+            ).rowcount,
+        )
+
+        old_c = (WatermarkCheck.tenant_id == t) & (WatermarkCheck.created_at < cutoff)
+        kept(
+            "watermark_checks",
+            _count(
+                session,
+                select(WatermarkCheck.id).where(old_c, WatermarkCheck.session_id.in_(_held_sessions(t))),
+            ),
+        )
+        gone(
+            "watermark_checks",
+            session.execute(
+                delete(WatermarkCheck)
+                .where(old_c, WatermarkCheck.session_id.not_in(_held_sessions(t)))
                 .execution_options(**nosync)
             ).rowcount,
         )

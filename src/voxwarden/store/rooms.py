@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from voxwarden.store.columns import as_utc, utcnow
 from voxwarden.store.errors import ConflictError, InvalidInputError
-from voxwarden.store.models import Room, RoomSession, WindowScore
+from voxwarden.store.models import WATERMARK_RESULTS, Room, RoomSession, WatermarkCheck, WindowScore
 from voxwarden.store.repo import Saved, check_text, get_or_create, get_scoped, normalise_json
 
 
@@ -182,6 +182,59 @@ def windows(session: Session, tenant_id: str, session_id: str, *, after_seq: int
         .where(WindowScore.tenant_id == tenant_id, WindowScore.session_id == session_id)
         .where(WindowScore.seq > after_seq)
         .order_by(WindowScore.seq)
+    )
+    return list(session.scalars(q))
+
+
+def record_watermark_check(
+    session: Session,
+    tenant_id: str,
+    session_id: str,
+    start: float,
+    end: float,
+    result: str,
+    *,
+    payload: str | None = None,
+    confidence: float | None = None,
+    seconds: float | None = None,
+    reason: str | None = None,
+) -> Saved[WatermarkCheck]:
+    """Store one watermark check of a session span (`result`: present / absent / error / skipped); the same
+    `(session, start, end)` again returns the stored row."""
+    if result not in WATERMARK_RESULTS:
+        raise InvalidInputError(f"result must be one of {', '.join(WATERMARK_RESULTS)}")
+    a, b = float(start), float(end)
+    if not (math.isfinite(a) and math.isfinite(b)) or a < 0 or b < a:
+        raise InvalidInputError("check needs finite 0 <= start <= end")
+    for name, v in (("confidence", confidence), ("seconds", seconds)):
+        if v is not None and not math.isfinite(float(v)):
+            raise InvalidInputError(f"{name} must be finite")
+    if payload is not None and (len(payload) > 64 or any(c not in "0123456789abcdef" for c in payload)):
+        raise InvalidInputError("payload must be at most 64 lower-case hex digits")
+    get_session(session, tenant_id, session_id)
+    return Saved(
+        *get_or_create(
+            session,
+            WatermarkCheck,
+            lookup={"session_id": session_id, "start": a, "end": b},
+            values={
+                "tenant_id": tenant_id,
+                "result": result,
+                "payload": payload,
+                "confidence": None if confidence is None else float(confidence),
+                "seconds": None if seconds is None else float(seconds),
+                "reason": None if reason is None else str(reason)[:500],
+            },
+        )
+    )
+
+
+def watermark_checks(session: Session, tenant_id: str, session_id: str) -> list[WatermarkCheck]:
+    """A session's watermark checks in stream order."""
+    q = (
+        select(WatermarkCheck)
+        .where(WatermarkCheck.tenant_id == tenant_id, WatermarkCheck.session_id == session_id)
+        .order_by(WatermarkCheck.start, WatermarkCheck.end)
     )
     return list(session.scalars(q))
 
