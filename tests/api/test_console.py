@@ -177,6 +177,15 @@ def test_logout_revokes_the_cookie(env: Env, seeded: Seeded, web: TestClient) ->
     web.cookies.set(st.cookie, old)  # a copied cookie is dead too
     assert web.get("/console/alerts").status_code == 303
     assert "console.logout" in _actions(env)
+    # and on another worker (a second app on the same store and secret, its own memory): the logout is
+    # in the store, so the copied cookie is refused there as well
+    app2 = create_app(Settings(data_dir=env.app.state.settings.data_dir), store=env.store,
+                      detector=env.app.state.detector)
+    with TestClient(app2, base_url="https://testserver", follow_redirects=False) as c2:
+        c2.cookies.set(st.cookie, old)
+        assert c2.get("/console/alerts").status_code == 303
+        fresh = logged_in(c2, seeded)  # a new login there works (only the logged-out session is refused)
+        assert fresh and c2.get("/console/alerts").status_code == 200
 
 
 def test_password_change_and_disable_end_sessions(sqlite_env: Env, seeded_lite: Seeded, web_lite: TestClient) -> None:

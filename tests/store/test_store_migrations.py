@@ -18,7 +18,7 @@ from voxwarden.store.models import Base
 TABLES = {
     "tenants", "api_keys", "users", "scans", "jobs", "rooms", "room_sessions", "window_scores", "alerts",
     "cases", "case_notes", "evidence", "audit_log", "webhook_deliveries", "rectification_items",
-    "assessment_runs", "watermark_checks",
+    "assessment_runs", "watermark_checks", "console_revocations",
 }  # fmt: skip
 
 

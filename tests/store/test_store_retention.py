@@ -194,3 +194,19 @@ def test_sweep_orphans_spares_fresh_and_referenced_files(store, tenant) -> None:
     with store.session() as s:
         assert sweep_orphans(s, ev) == 1
     assert not ev.exists(orphan) and ev.exists(fresh) and ev.verify(used)
+
+
+def test_expired_console_logouts_are_purged(store, tenant) -> None:
+    from voxwarden.store.keys import console_session_revoked, revoke_console_session
+
+    with store.session() as s:
+        revoke_console_session(s, tenant, "sid-old", NOW - timedelta(hours=1))
+        revoke_console_session(s, tenant, "sid-live", NOW + timedelta(hours=1))
+        revoke_console_session(s, tenant, "sid-live", NOW + timedelta(hours=1))  # twice: one row
+        assert console_session_revoked(s, "sid-old") and console_session_revoked(s, "sid-live")
+        assert not console_session_revoked(s, "sid-other")
+    with store.session() as s:
+        report = purge(s, NOW, store.evidence)
+    assert report.deleted["console_revocations"] == 1
+    with store.session() as s:
+        assert not console_session_revoked(s, "sid-old") and console_session_revoked(s, "sid-live")

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from voxwarden.store.columns import as_utc, utcnow
 from voxwarden.store.errors import AuthError, ConflictError, InvalidInputError, NotFoundError
-from voxwarden.store.models import API_SCOPES, USER_ROLES, ApiKey, Tenant, User
+from voxwarden.store.models import API_SCOPES, USER_ROLES, ApiKey, ConsoleRevocation, Tenant, User
 from voxwarden.store.repo import check_choice, check_text, get_scoped
 
 _TOKEN = re.compile(r"^vw_([0-9a-f]{12})_([A-Za-z0-9_-]{20,100})$")
@@ -243,3 +243,26 @@ def disable_user(session: Session, tenant_id: str, user_id: str, *, now: datetim
     if u.disabled_at is None:
         u.disabled_at = as_utc(now) if now else utcnow()
     return u
+
+
+def _sid_hash(sid: str) -> str:
+    return hashlib.sha256(("voxwarden-console-sid:" + sid).encode("utf-8")).hexdigest()
+
+
+def revoke_console_session(session: Session, tenant_id: str, sid: str, expires_at: datetime) -> None:
+    """Record a console logout so every process sharing the store refuses the session (idempotent)."""
+    if not sid:
+        raise InvalidInputError("session id is empty")
+    key = _sid_hash(sid)
+    if session.get(ConsoleRevocation, key) is None:
+        try:
+            with session.begin_nested():
+                session.add(ConsoleRevocation(sid_hash=key, tenant_id=tenant_id, expires_at=as_utc(expires_at)))
+                session.flush()
+        except IntegrityError:  # a concurrent logout of the same session got there first
+            pass
+
+
+def console_session_revoked(session: Session, sid: str) -> bool:
+    """Whether this console session id was logged out (one primary-key lookup)."""
+    return session.get(ConsoleRevocation, _sid_hash(sid)) is not None

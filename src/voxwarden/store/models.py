@@ -110,6 +110,19 @@ class User(Base):
     disabled_at: Mapped[datetime | None]
 
 
+class ConsoleRevocation(Base):
+    """A console session logged out before its expiry. Kept in the store, not in one process's memory,
+    so a logout holds on every worker and replica that shares the store; a row is useless after
+    `expires_at` and retention deletes it then."""
+
+    __tablename__ = "console_revocations"
+
+    sid_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the session id
+    tenant_id: Mapped[str] = _tenant_fk()
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Job(Base):
     """Background work for long uploads: queued → running → done | failed, with a lease for crash recovery."""
 

@@ -26,6 +26,7 @@ from voxwarden.store.evidence import EvidenceRef, EvidenceStore
 from voxwarden.store.models import (
     Alert,
     Case,
+    ConsoleRevocation,
     Evidence,
     Job,
     RectificationItem,
@@ -187,6 +188,15 @@ def purge(
             session.execute(
                 delete(WindowScore)
                 .where(old_w, WindowScore.session_id.not_in(_held_sessions(t)))
+                .execution_options(**nosync)
+            ).rowcount,
+        )
+
+        gone(  # a logout record is useless once the session it refuses would have expired anyway
+            "console_revocations",
+            session.execute(
+                delete(ConsoleRevocation)
+                .where(ConsoleRevocation.tenant_id == t, ConsoleRevocation.expires_at < now)
                 .execution_options(**nosync)
             ).rowcount,
         )

@@ -174,7 +174,8 @@ def _session_user(request: Request) -> ConsoleUser | None:
         with tx(request) as s:
             u = s.get(User, data.user_id)
             if (u is not None and u.tenant_id == data.tenant_id and u.disabled_at is None
-                    and hmac.compare_digest(st.signer.password_fingerprint(u.password_hash), data.pw)):
+                    and hmac.compare_digest(st.signer.password_fingerprint(u.password_hash), data.pw)
+                    and not keys.console_session_revoked(s, data.sid)):
                 t = s.get(Tenant, u.tenant_id)
                 user = ConsoleUser(u.id, u.tenant_id, t.name if t else "", u.username, u.role, data.sid,
                                    st.signer.csrf_token(data.sid), data.expires)
@@ -362,6 +363,8 @@ def logout(request: Request, user: ConsoleUser = Depends(csrf_user)) -> Response
     if data is not None:
         st.signer.revoke(data)
     with tx(request) as s:
+        if data is not None:  # in the store too: every worker and replica sharing it refuses the cookie
+            keys.revoke_console_session(s, data.tenant_id, data.sid, datetime.fromtimestamp(data.expires, UTC))
         audit.record(s, _ctx(request, user), "console.logout", target_type="user", target_id=user.username,
                      details={"session": user.sid[:8]})
     resp = _redirect("/console/login")

@@ -4,8 +4,9 @@ Sessions are signed cookies: ``base64url(JSON payload) "." base64url(HMAC-SHA256
 from the settings or generated once into ``data_dir/console-secret`` (0600). The payload names the user,
 tenant, a random session id, issue and expiry times, and a fingerprint of the user's password hash, so a
 password change ends every session of that user. The role is re-read from the store on every request:
-disabling a user or changing a role takes effect at once. Logout revokes the session id in this process
-(and deletes the cookie); the absolute expiry bounds what a stolen cookie is worth elsewhere.
+disabling a user or changing a role takes effect at once. Logout revokes the session id in the store
+(``console_revocations``, checked with the user on every request, so it holds on every worker and replica)
+as well as in this process, and deletes the cookie.
 
 CSRF tokens are bound to the session (``HMAC(secret, "csrf" + session id)``) and checked on every POST;
 the login form, which has no session yet, uses a double-submit cookie.
@@ -165,7 +166,8 @@ class SessionSigner:
         return data
 
     def revoke(self, data: SessionData) -> None:
-        """Log a session out in this process (kept until it would have expired anyway)."""
+        """Log a session out in this process (kept until it would have expired anyway); the console also
+        records it in the store (`keys.revoke_console_session`) for the other processes."""
         now = time.time()
         with self._lock:
             self._revoked[data.sid] = data.expires
