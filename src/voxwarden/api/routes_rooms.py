@@ -480,6 +480,14 @@ def alert_to_dict(a: AlertRow, room_id: str) -> dict[str, Any]:
     }
 
 
+def _room_or_404(s: Any, tenant_id: str, room_id: str) -> RoomRow:
+    """The tenant's room by its platform id; another tenant's room looks exactly like a missing one."""
+    room = s.scalars(select(RoomRow).where(RoomRow.tenant_id == tenant_id, RoomRow.external_id == room_id)).first()
+    if room is None:
+        raise ApiError(404, "not_found", "no such room")
+    return room
+
+
 @router.get("/{room_id}/alerts", summary="Alerts raised in a room (newest first)")
 def list_room_alerts(
     request: Request,
@@ -492,10 +500,7 @@ def list_room_alerts(
     settings = request.app.state.settings
     limit = min(limit or settings.page_size_default, settings.page_size_max)
     with request.app.state.store.session() as s:
-        room = s.scalars(select(RoomRow).where(RoomRow.tenant_id == principal.tenant_id,
-                                               RoomRow.external_id == room_id)).first()
-        if room is None:  # another tenant's room looks exactly like a missing one
-            raise ApiError(404, "not_found", "no such room")
+        room = _room_or_404(s, principal.tenant_id, room_id)
         rows = alert_repo.list_alerts(s, principal.tenant_id, status=status, room_id=room.id, limit=limit,
                                       offset=offset)
         items = [alert_to_dict(a, room_id) for a in rows]
@@ -516,10 +521,7 @@ def list_room_watermark_checks(
     settings = request.app.state.settings
     limit = min(limit or settings.page_size_default, settings.page_size_max)
     with request.app.state.store.session() as s:
-        room = s.scalars(select(RoomRow).where(RoomRow.tenant_id == principal.tenant_id,
-                                               RoomRow.external_id == room_id)).first()
-        if room is None:  # another tenant's room looks exactly like a missing one
-            raise ApiError(404, "not_found", "no such room")
+        room = _room_or_404(s, principal.tenant_id, room_id)
         q = (select(WatermarkCheck, RoomSession.external_id, RoomSession.speaker)
              .join(RoomSession, RoomSession.id == WatermarkCheck.session_id)
              .where(WatermarkCheck.tenant_id == principal.tenant_id, RoomSession.room_id == room.id))
