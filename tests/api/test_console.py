@@ -136,6 +136,28 @@ def test_per_address_limit(sqlite_env: Env, seeded_lite: Seeded, web_lite: TestC
         assert login(web_lite, seeded_lite.tenant_a_name, f"guess{i}", "wrong password!").status_code == 401
     r = login(web_lite, seeded_lite.tenant_a_name, "rita")
     assert r.status_code == 429 and "address" in r.text
+    # counted from the audit log: another worker (or a restart) on the same store blocks the address too
+    app2 = create_app(Settings(data_dir=sqlite_env.app.state.settings.data_dir), store=sqlite_env.store,
+                      detector=sqlite_env.app.state.detector)
+    with TestClient(app2, base_url="https://testserver", follow_redirects=False) as c2:
+        assert login(c2, seeded_lite.tenant_a_name, "rita").status_code == 429
+    with sqlite_env.store.session() as s:
+        assert audit.entries(s, None, action="console.login_throttled")
+
+
+def test_per_address_limit_counts_the_forwarded_client(tmp_path: Path, sqlite_env: Env,
+                                                       seeded_lite: Seeded) -> None:
+    """Behind a trusted proxy each client address is counted on its own (not the proxy's)."""
+    app = create_app(Settings(data_dir=tmp_path, trusted_proxies=("10.0.0.0/8",)),
+                     store=sqlite_env.store, detector=sqlite_env.app.state.detector)
+    guard = app.state.console.guard
+    with TestClient(app, base_url="https://testserver", follow_redirects=False, client=("10.1.2.3", 5000)) as c:
+        for i in range(guard.per_address):
+            c.headers["X-Forwarded-For"] = "203.0.113.7"
+            assert login(c, seeded_lite.tenant_a_name, f"g{i}", "wrong password!").status_code == 401
+        assert login(c, seeded_lite.tenant_a_name, "rita").status_code == 429
+        c.headers["X-Forwarded-For"] = "203.0.113.8"  # another client behind the same proxy
+        assert login(c, seeded_lite.tenant_a_name, "rita").status_code == 303
 
 
 def test_login_form_needs_its_csrf_cookie(sqlite_env: Env, seeded_lite: Seeded, web_lite: TestClient) -> None:

@@ -363,6 +363,7 @@ class AuditLog(Base):
     __table_args__ = (
         UniqueConstraint("hash"),
         Index("ix_audit_log_tenant_at", "tenant_id", "at"),
+        Index("ix_audit_log_action_at", "action", "at"),  # e.g. failed logins in a window (console lockouts)
     )
 
     seq: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)

@@ -294,13 +294,13 @@ def login_page(request: Request, next: str | None = None) -> Response:
 def _login(request: Request, tenant_name: str, username: str, password: str) -> tuple[str | None, str, int]:
     """Check credentials with lockout; returns (cookie value or None, message, status)."""
     st = _state(request)
-    addr = request.client.host if request.client else "unknown"
-    if st.guard.address_blocked(addr):
-        with tx(request) as s:
-            audit.record(s, _ctx(request, _Who(f"login:{username[:190]}", None)), "console.login_throttled",
-                         target_type="address", target_id=addr[:200], details={"tenant": tenant_name})
-        return None, "too many failed logins from your address: try again later", 429
+    addr = request.client.host if request.client else None  # proxy-aware (api/proxy.py), as in the audit log
     now = datetime.now(UTC)
+    with tx(request) as s:
+        if st.guard.address_blocked(s, addr, now):
+            audit.record(s, _ctx(request, _Who(f"login:{username[:190]}", None)), "console.login_throttled",
+                         target_type="address", target_id=(addr or "")[:200], details={"tenant": tenant_name})
+            return None, "too many failed logins from your address: try again later", 429
     with tx(request) as s:
         tenant = keys.tenant_by_name(s, tenant_name)
         tid = tenant.id if tenant else None
@@ -317,7 +317,6 @@ def _login(request: Request, tenant_name: str, username: str, password: str) -> 
                 raise AuthError("unknown tenant")
             u = keys.authenticate_user(s, tid, username, password)
         except AuthError:
-            st.guard.address_failed(addr)
             audit.record(s, _ctx(request, who), ACTION_LOGIN_FAILED, target_type="user", target_id=username,
                          details={"tenant": tenant_name[:200]})
             return None, "wrong tenant, username or password", 401

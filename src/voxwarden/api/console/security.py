@@ -13,8 +13,8 @@ the login form, which has no session yet, uses a double-submit cookie.
 
 Failed logins are audit-logged (``console.login_failed``); an account with ``max_failures`` of them within
 the lockout window (since its last good login) is locked for the rest of the window. Counting them from the
-audit log makes the lockout survive restarts and hold across processes. A per-address limit (in memory)
-slows guessing across many accounts.
+audit log makes the lockout survive restarts and hold across processes. A per-address limit, counted from
+the same log, slows guessing across many accounts.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import os
 import secrets
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -190,14 +189,12 @@ class Lockout:
 
 
 class LoginGuard:
-    """Account lockout (counted from the audit log) and a per-address limit on failed logins."""
+    """Account lockout and a per-address limit on failed logins, both counted from the audit log."""
 
     def __init__(self, max_failures: int, window_s: int, per_address: int | None = None) -> None:
         self.max_failures = max_failures
         self.window_s = window_s
         self.per_address = per_address if per_address is not None else max(20, 4 * max_failures)
-        self._by_addr: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
 
     def account_lockout(self, s: Session, tenant_id: str, username: str, now: datetime) -> Lockout | None:
         """Lockout of (tenant, username) now, from its failures since the later of the window start and the
@@ -215,26 +212,16 @@ class LoginGuard:
         until = _aware(latest) + timedelta(seconds=self.window_s)
         return Lockout(until, int(n)) if until > now else None
 
-    def address_blocked(self, addr: str, now: float | None = None) -> bool:
-        """True when this address has had `per_address` failures within the window."""
-        t = now if now is not None else time.monotonic()
-        with self._lock:
-            q = self._by_addr.get(addr)
-            if not q:
-                return False
-            while q and q[0] <= t - self.window_s:
-                q.popleft()
-            if not q:
-                del self._by_addr[addr]
-                return False
-            return len(q) >= self.per_address
-
-    def address_failed(self, addr: str, now: float | None = None) -> None:
-        t = now if now is not None else time.monotonic()
-        with self._lock:
-            if len(self._by_addr) > 100_000:  # bound memory under a spray of addresses
-                self._by_addr.clear()
-            self._by_addr.setdefault(addr, deque()).append(t)
+    def address_blocked(self, s: Session, addr: str | None, now: datetime) -> bool:
+        """True when this client address has had `per_address` failed logins (any tenant, any account)
+        within the window. Counted from the audit log like the account lockout, so it holds across
+        processes and restarts; the address is the one the audit log records (proxy-aware)."""
+        if not addr:
+            return False
+        since = now - timedelta(seconds=self.window_s)
+        n = s.scalar(select(func.count()).select_from(AuditLog).where(
+            AuditLog.action == ACTION_LOGIN_FAILED, AuditLog.at >= since, AuditLog.source_ip == addr[:45]))
+        return int(n or 0) >= self.per_address
 
 
 def _aware(t: datetime) -> datetime:
