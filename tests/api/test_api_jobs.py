@@ -473,7 +473,9 @@ def test_long_verify_is_a_job_whose_result_is_the_verdict(jobs_env: Env, speech:
         failed = _wait(c, env, bad.json()["id"])
         assert failed["status"] == "failed" and failed["error"]["type"] == "not_media" and failed["result"] is None
         _wait(c, env, scan_job["id"])
-    with env.store.session() as s:
+    with env.store.session() as s:  # the verdict is the job's own column, not part of its request payload
+        row = s.get(Job, job["id"])
+        assert row.result["verdict"] == "labelled-ai" and "result" not in (row.payload or {})
         [v] = audit.entries(s, env.tenant_a, action="verify")
         assert v.details["job_id"] == job["id"] and v.details["verdict"] == "labelled-ai"
         assert len(audit.entries(s, env.tenant_a, action="verify.rejected")) == 1
@@ -501,6 +503,12 @@ def test_long_mark_uploads_are_jobs_with_downloadable_files(jobs_env: Env, speec
         assert c.get(info["url"], headers=env.auth("other")).status_code == 404
         assert c.get(info["url"], headers=env.auth("scan")).status_code == 403
         assert c.get(f"/v1/jobs/{d.json()['id']}/file", headers=env.auth("mark")).status_code == 404  # no file
+        with env.store.session() as s:  # a job finished before migration 0007 kept its result in the payload
+            row = s.get(Job, done["id"])
+            assert row.result == done["result"] and "result" not in row.payload
+            row.payload, row.result = {**row.payload, "result": row.result}, None
+        assert c.get(f"/v1/jobs/{done['id']}", headers=env.auth("mark")).json()["result"] == done["result"]
+        assert c.get(info["url"], headers=env.auth("mark")).content == f.content
         lab = c.post("/v1/mark/label?mode=async", files={"file": ("m.wav", f.content)},
                      data={"producer": "acme", "produce_id": "7"}, headers=env.auth("mark"))
         lab_done = _wait(c, env, lab.json()["id"], who="mark")

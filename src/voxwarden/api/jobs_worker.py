@@ -172,7 +172,7 @@ def job_to_dict(job: Job, scan: Scan | None = None) -> dict[str, Any]:
         "declared_duration": p.get("declared_duration"),
         "scan_id": job.scan_id,
         "scan": scan_to_dict(scan) if scan is not None else None,
-        "result": p.get("result"),
+        "result": job.result if job.result is not None else p.get("result"),  # payload: rows before 0007
         "error": job.error,
     }
 
@@ -444,7 +444,7 @@ class JobWorkers:
             job = self._locked(s, job_id)
             if job is None or job.status in ("done", "failed"):
                 return "skipped"
-            job.payload = {**(job.payload or {}), "result": verdict}  # a new dict: the ORM sees the change
+            job.result = verdict
             audit.record(s, ctx, "verify", target_type="upload", target_id=str(payload.get("sha256")),
                          details={"sha256": payload.get("sha256"), "size": payload.get("size"),
                                   "verdict": verdict["verdict"], "name": payload.get("name"), "job_id": job.id})
@@ -490,7 +490,7 @@ class JobWorkers:
                 details.update(key_id=key.key_id, role=params.get("role"))
         except ApiError as e:  # bad audio, or a mark the output cannot carry: trying again cannot help
             return self._fail(job_id, worker, payload, e.to_dict(), rejected=True, rejected_action="mark.rejected")
-        extra: dict[str, Any] = {"result": result}
+        extra: dict[str, Any] = {}
         if out is not None:
             f: Path = out["path"]
             digest = hashlib.sha256(f.read_bytes()).hexdigest()
@@ -506,7 +506,9 @@ class JobWorkers:
                 # the output's name is the job's own: a worker that finished first wrote (and names) the same
                 # file, so it stays; for a failed job the spool sweep removes it
                 return "skipped"
-            job.payload = {**(job.payload or {}), **extra}
+            job.result = result
+            if extra:
+                job.payload = {**(job.payload or {}), **extra}  # a new dict: the ORM sees the change
             audit.record(s, _ctx(tenant, payload), kind.replace("_", "."), target_type="upload",
                          target_id=str(payload.get("sha256")), details={**details, "job_id": job.id})
             job.status, job.worker, job.error = "running", worker, None

@@ -63,7 +63,8 @@ def _job_file(store: Store, spool_dir: Path, tenant_id: str, job_id: str) -> tup
     with store.session() as s:
         job = get_scoped(s, Job, tenant_id, job_id)
         kind, status, payload = job.kind, job.status, dict(job.payload or {})
-    info = (payload.get("result") or {}).get("file")
+        result = job.result if job.result is not None else payload.get("result")  # payload: rows before 0007
+    info = (result or {}).get("file")
     path = result_path(spool_dir, payload)
     if status != "done" or path is None or not isinstance(info, dict):
         raise ApiError(404, "not_found", f"job {job_id} has no file (status {status}; only done embed and label "

@@ -144,6 +144,7 @@ class Job(Base):
     worker: Mapped[str | None] = mapped_column(String(200))
     lease_until: Mapped[datetime | None]
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # a verify/mark job's outcome (scans: scan_id)
     scan_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("scans.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
