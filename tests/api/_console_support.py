@@ -66,6 +66,10 @@ def seed_console(store: Store, tenant_a: str, tenant_b: str, audio: bytes, *, no
             q = _curve(i, (-1, -1))
             room_repo.record_window(s, tenant_a, bob.id, i, float(i), i + 2.0, math.log(q / (1 - q)),
                                     probability=q)
+        for k in range(7):  # a watermark check every 8 s of alice's audio: no mark, then one error
+            room_repo.record_watermark_check(s, tenant_a, alice.id, 8.0 * k, 8.0 * k + 8.0,
+                                             "error" if k == 6 else "absent", confidence=None if k == 6 else 0.1,
+                                             reason="decoder failed" if k == 6 else None)
         start_abs = t0.timestamp() + 30.0
         alert = alert_repo.raise_alert(
             s, tenant_a, room.id, "alice", start=start_abs, end=start_abs + 2.0, score=0.93,

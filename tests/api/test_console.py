@@ -390,8 +390,8 @@ def test_export_zip_contents_and_hashes_verify(env: Env, seeded: Seeded, web: Te
     assert zf.testzip() is None
     names = set(zf.namelist())
     sha = hashlib.sha256(seeded.audio).hexdigest()
-    assert {"alert.json", "case.json", "windows.json", "evidence.json", "audit.json", "manifest.json",
-            "SHA256SUMS", f"evidence/{sha}.wav"} == names
+    assert {"alert.json", "case.json", "windows.json", "watermark_checks.json", "evidence.json", "audit.json",
+            "manifest.json", "SHA256SUMS", f"evidence/{sha}.wav"} == names
     assert zf.read(f"evidence/{sha}.wav") == seeded.audio
     manifest = json.loads(zf.read("manifest.json"))
     assert manifest["alert_id"] == seeded.alert_id and manifest["exported_by"] == "user:rita"
@@ -410,6 +410,9 @@ def test_export_zip_contents_and_hashes_verify(env: Env, seeded: Seeded, web: Te
     case = json.loads(zf.read("case.json"))
     assert case["verdict"] == "confirmed_synthetic" and [n["body"] for n in case["notes"]] == ["checked by ear"]
     assert len(json.loads(zf.read("windows.json"))) == 60
+    checks = json.loads(zf.read("watermark_checks.json"))  # the session's label checks, alert or not
+    assert [(c["start"], c["result"]) for c in checks] == [(8.0 * k, "absent") for k in range(6)] + [(48.0, "error")]
+    assert checks[-1]["reason"] == "decoder failed"
     trail = json.loads(zf.read("audit.json"))
     actions = [e["action"] for e in trail["entries"]]
     assert {"case.open", "case.note", "alert.verdict", "alert.export"} <= set(actions)

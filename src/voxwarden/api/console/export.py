@@ -5,6 +5,7 @@ Contents::
     alert.json     the alert, its room and speaker session
     case.json      the case with its verdict and notes (null when the alert has none)
     windows.json   the window scores of the alert's session
+    watermark_checks.json  the session's watermark checks (span, result, payload, confidence, reason)
     evidence.json  the evidence rows (hash, size, links, span)
     audit.json     audit entries about the alert, its case and evidence (each with its chain hashes)
     evidence/<sha256>.<ext>   the audio files
@@ -30,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from voxwarden.api.console.queries import alert_evidence
 from voxwarden.store import cases as case_repo
+from voxwarden.store import rooms as room_repo
 from voxwarden.store.evidence import EvidenceStore, ref_of
 from voxwarden.store.models import Alert, AuditLog, Case, Room, RoomSession, WindowScore
 from voxwarden.store.repo import get_scoped
@@ -96,12 +98,16 @@ def collect_export(s: Session, evidence: EvidenceStore, tenant_id: str, alert_id
     rs = get_scoped(s, RoomSession, tenant_id, a.session_id) if a.session_id else None
     case = get_scoped(s, Case, tenant_id, a.case_id) if a.case_id else None
     ev_rows = alert_evidence(s, tenant_id, a)
-    windows = []
+    windows: list[dict[str, Any]] = []
+    checks: list[dict[str, Any]] = []
     if rs is not None:
         q = select(WindowScore.seq, WindowScore.start, WindowScore.end, WindowScore.score, WindowScore.probability)
         q = q.where(WindowScore.tenant_id == tenant_id, WindowScore.session_id == rs.id).order_by(WindowScore.seq)
         windows = [{"seq": w.seq, "start": w.start, "end": w.end, "score": w.score, "probability": w.probability}
                    for w in s.execute(q)]
+        checks = [{"start": c.start, "end": c.end, "result": c.result, "payload": c.payload,
+                   "confidence": c.confidence, "reason": c.reason, "created_at": _t(c.created_at)}
+                  for c in room_repo.watermark_checks(s, tenant_id, rs.id)]
     targets = {a.id} | {e.id for e in ev_rows} | ({case.id} if case else set())
     audit_q = (select(AuditLog).where(AuditLog.tenant_id == tenant_id, AuditLog.target_id.in_(sorted(targets)))
                .order_by(AuditLog.seq))
@@ -125,6 +131,7 @@ def collect_export(s: Session, evidence: EvidenceStore, tenant_id: str, alert_id
         "alert.json": alert_doc,
         "case.json": case_doc,
         "windows.json": windows,
+        "watermark_checks.json": checks,
         "evidence.json": [dict(_row(e, _EVIDENCE), file=f"evidence/{e.sha256}.{ref_of(e).suffix}") for e in ev_rows],
         "audit.json": {
             "note": ("entries whose target is this alert, its case or its evidence; each hash covers the entry and "
