@@ -480,6 +480,11 @@ def test_timeline_json_and_svg(sqlite_env: Env, seeded_lite: Seeded, web_lite: T
     page = web_lite.get(f"/console/alerts/{seeded_lite.alert_id}").text
     assert '<svg id="timeline"' in page and 'id="alert-span"' in page and page.count('class="curve"') == 2
     assert f'src="/console/evidence/{seeded_lite.evidence_id}"' in page
+    # alice's watermark checks sit on the same axis (her stream's clock), bob has none
+    assert [c[2] for c in by["alice"]["watermark_checks"]] == ["absent"] * 6 + ["error"]
+    assert by["alice"]["watermark_checks"][1][1] - by["alice"]["watermark_checks"][1][0] == pytest.approx(8.0)
+    assert by["bob"]["watermark_checks"] == []
+    assert page.count('class="wm-check"') == 7 and page.count('data-result="error"') == 1
 
 
 # -- rectification, users ------------------------------------------------------------------------

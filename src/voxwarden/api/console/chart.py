@@ -13,6 +13,8 @@ from voxwarden.api.console.queries import Timeline
 PALETTE = ("#c0392b", "#2471a3", "#1e8449", "#b9770e", "#7d3c98", "#117a65", "#a04000", "#2e4053",
            "#cb4335", "#2874a6", "#239b56", "#9a7d0a")
 WIDTH, HEIGHT = 900, 280
+# watermark check results on the timeline: an AI label found stands out, no label is quiet
+CHECK_COLOURS = {"present": "#7d3c98", "absent": "#bdc3c7", "error": "#e67e22", "skipped": "#f7dc6f"}
 LEFT, RIGHT, TOP, BOTTOM = 48, 16, 14, 40
 
 
@@ -80,6 +82,11 @@ def render_timeline(tl: Timeline) -> str:
                 for t, p in sr.points:
                     out.append(f'<circle cx="{x(t):.1f}" cy="{y(p):.1f}" r="2.5" fill="{colour}">'
                                f'<title>{name} {_fmt_t(t)} p={p:.3f}</title></circle>')
+        for a, b, result in sr.checks:  # watermark checks: a tick row at the top, one colour per result
+            xa, xb = x(a), x(b)
+            out.append(f'<rect class="wm-check" data-result="{escape(result)}" x="{xa:.1f}" y="{TOP + 1}" '
+                       f'width="{max(xb - xa - 1.0, 1.0):.1f}" height="4" fill="{CHECK_COLOURS.get(result, "#999")}">'
+                       f'<title>{name}: watermark {escape(result)} {_fmt_t(a)}–{_fmt_t(b)}</title></rect>')
         ly = HEIGHT - 8
         lx = LEFT + 150 * i
         if lx < WIDTH - 100:

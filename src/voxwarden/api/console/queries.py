@@ -24,12 +24,14 @@ from voxwarden.store.models import (
     Evidence,
     Room,
     RoomSession,
+    WatermarkCheck,
     WindowScore,
 )
 from voxwarden.store.repo import get_scoped
 
 ALERT_SEVERITIES = ("info", "warning", "critical")  # live rules' severities (docs/live.md)
 MAX_SPEAKERS = 12  # curves on one timeline
+MAX_CHECKS = 2000  # watermark checks drawn per speaker (one per 8 s: over 4 hours)
 MAX_POINTS = 1200  # per curve; longer sessions are reduced keeping each bucket's peak
 ABSOLUTE_EPOCH = 1e8  # alert start/end above this are Unix seconds, below are stream seconds
 
@@ -193,6 +195,7 @@ class Series:
     session_id: str
     points: list[tuple[float, float]]
     flagged: bool  # the alert's own session
+    checks: list[tuple[float, float, str]] = field(default_factory=list)  # watermark checks: start, end, result
 
 
 @dataclass
@@ -212,7 +215,9 @@ class Timeline:
             "span": list(self.span) if self.span else None,
             "threshold": self.threshold,
             "series": [{"speaker": x.speaker, "session_id": x.session_id, "flagged": x.flagged,
-                        "points": [[round(t, 3), round(p, 4)] for t, p in x.points]} for x in self.series],
+                        "points": [[round(t, 3), round(p, 4)] for t, p in x.points],
+                        "watermark_checks": [[round(a, 3), round(b, 3), r] for a, b, r in x.checks]}
+                       for x in self.series],
         }
 
 
@@ -277,7 +282,11 @@ def alert_timeline(s: Session, tenant_id: str, alert: Alert) -> Timeline:
         pts = [(off + (ws_ + we) / 2.0, _prob(p, sc)) for ws_, we, p, sc in ws]
         if pts:
             end = max(end, pts[-1][0])
-        series.append(Series(rs.speaker, rs.id, _reduce(pts), own is not None and rs.id == own.id))
+        checks = [(off + a, off + b, r) for a, b, r in s.execute(
+            select(WatermarkCheck.start, WatermarkCheck.end, WatermarkCheck.result)
+            .where(WatermarkCheck.tenant_id == tenant_id, WatermarkCheck.session_id == rs.id)
+            .order_by(WatermarkCheck.start).limit(MAX_CHECKS))]
+        series.append(Series(rs.speaker, rs.id, _reduce(pts), own is not None and rs.id == own.id, checks))
     span = None
     if own is not None:
         e0 = epochs[own.id]
