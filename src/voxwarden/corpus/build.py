@@ -200,7 +200,8 @@ _EN_SENTENCES = [
 ]
 
 
-def _text_pools(items: Sequence[SourceItem], system_sources: bool) -> dict[str, list[str]]:
+def text_pools(items: Sequence[SourceItem], system_sources: bool) -> dict[str, list[str]]:
+    """Texts per language for TTS: prompt transcripts, the items' own transcripts and built-in sentences."""
     pools: dict[str, list[str]] = defaultdict(list)
     for it in (asterisk_items() + klettres_items() if system_sources else []) + list(items):
         if it.text:
@@ -215,7 +216,8 @@ def _split_of(item: SourceItem, seed: int, val_frac: float = 0.15) -> str:
     return "val" if (zlib.crc32(f"{seed}:{unit}".encode()) % 1000) < val_frac * 1000 else "train"
 
 
-def _write_flac(path: Path, x: np.ndarray) -> None:
+def write_flac(path: Path, x: np.ndarray) -> None:
+    """A corpus clip: 16 kHz mono PCM_16 FLAC, clipped to [-1, 1]."""
     import soundfile as sf
 
     sf.write(str(path), np.clip(x, -1.0, 1.0), SR, subtype="PCM_16", format="FLAC")
@@ -281,7 +283,7 @@ def build_corpus(
     def emit(x: np.ndarray, row: dict[str, str]) -> None:
         name = f"{row['label'][:2]}_{zlib.crc32((row['pair'] + row['system'] + row['voice']).encode()):08x}"
         name = f"{name}_{len(rows):05d}.flac"
-        _write_flac(audio_dir / name, x)
+        write_flac(audio_dir / name, x)
         row["file"] = name
         rows.append(row)
         durations[row["label"]] += len(x) / SR
@@ -347,7 +349,7 @@ def build_corpus(
         warnings.append("no TTS engine installed (espeak-ng, festival, flite, piper-tts); TTS spoofs skipped")
     elif tts:
         warnings += missing_tts_warnings({v.system for v in voices})
-    texts = _text_pools([b[0] for b in bases], system_sources)
+    texts = text_pools([b[0] for b in bases], system_sources)
     piper: PiperWorker | None = None
     if any(v.engine == "piper" for v in voices) and plan.tts:
         try:
@@ -382,9 +384,9 @@ def build_corpus(
                 text = pool[int(r.integers(len(pool)))]
             try:
                 y, vsr, detail = synthesize(voice, text, r, piper=piper)
-                from voxwarden.corpus.sources import _resample
+                from voxwarden.corpus.sources import to_corpus_rate
 
-                y = _trim(_resample(y, vsr))
+                y = _trim(to_corpus_rate(y, vsr))
                 if len(y) < int(0.6 * SR):
                     continue
                 y = _crop(y, r, plan.crop_max)

@@ -26,7 +26,7 @@ import numpy as np
 
 from voxwarden.audio.degrade import DegradeError
 from voxwarden.corpus.augment import finish_clip, random_crop, trim_silence
-from voxwarden.corpus.build import SR, CorpusError, _text_pools, _write_flac, write_protocol
+from voxwarden.corpus.build import SR, CorpusError, text_pools, write_flac, write_protocol
 
 _ENGINE_KEYS = ("label", "system", "speaker", "language", "source", "licence", "split", "voice", "pair",
                 "channel", "augment")
@@ -75,7 +75,7 @@ def build_heldout_tts(
     Every system must be installed (`voxwarden.corpus.tts.available_voices`); texts come from the installed
     prompt packages and the built-in English sentences, in the languages the system speaks.
     """
-    from voxwarden.corpus.sources import _resample
+    from voxwarden.corpus.sources import to_corpus_rate
     from voxwarden.corpus.tts import PiperWorker, TTSError, available_voices, synthesize
 
     corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
@@ -103,7 +103,7 @@ def build_heldout_tts(
         out_rows.append({k: r.get(k, "") for k in ["file", *_ENGINE_KEYS]})
 
     # sentences, not the letters and syllables of the prompt packages: a clip must hold speech after trimming
-    texts = {k: [t for t in v if len(t) >= 24] for k, v in _text_pools([], True).items()}
+    texts = {k: [t for t in v if len(t) >= 24] for k, v in text_pools([], True).items()}
     warnings: list[str] = []
     made: Counter[str] = Counter()
     piper = None
@@ -125,7 +125,7 @@ def build_heldout_tts(
                 partner = bona[int(r.integers(len(bona)))]
                 try:
                     y, vsr, detail = synthesize(voice, text, r, piper=piper)
-                    y = trim_silence(_resample(y, vsr))
+                    y = trim_silence(to_corpus_rate(y, vsr))
                     if len(y) < int(0.6 * SR):
                         continue
                     y = random_crop(y, r, crop_max)
@@ -134,7 +134,7 @@ def build_heldout_tts(
                     warnings.append(f"{system} failed: {e}")
                     continue
                 name = f"sp_{zlib.crc32((system + detail + text).encode()):08x}_{len(out_rows):05d}.flac"
-                _write_flac(audio / name, y)
+                write_flac(audio / name, y)
                 made[system] += 1
                 out_rows.append({"file": name, "label": "spoof", "system": system, "speaker": voice.speaker,
                                  "language": lang, "source": f"tts:{voice.engine}", "licence": voice.licence,

@@ -191,7 +191,8 @@ def shared_train_items(train_dir: Path) -> list[SourceItem]:
 # ------------------------------------------------------------------------------------------- reading
 
 
-def _resample(x: np.ndarray, sr: int, target: int = SR) -> np.ndarray:
+def to_corpus_rate(x: np.ndarray, sr: int, target: int = SR) -> np.ndarray:
+    """Resample to the corpus rate (16 kHz) with a polyphase filter; float32 out."""
     if sr == target:
         return x.astype(np.float32, copy=False)
     from scipy.signal import resample_poly
@@ -233,7 +234,7 @@ def load_item(item: SourceItem) -> np.ndarray:
             x, sr = _read_av(p, None)
     if item.start is not None and item.end is not None:
         x = x[int(item.start * sr) : int(item.end * sr)]
-    return _resample(np.asarray(x, dtype=np.float32), sr)
+    return to_corpus_rate(np.asarray(x, dtype=np.float32), sr)
 
 
 def summarise(items: Iterable[SourceItem]) -> dict[str, dict[str, object]]:
