@@ -48,7 +48,9 @@ SENTENCES = [
     "Breaking news this evening: the city council has approved the new transport plan.",
 ]
 ATTACKS = ["none", "mp3:64k", "aac:64k", "opus:16k", "resample:8k", "noise:20db", "gain:0.3",
-           "gain:2+clip", "crop:2s", "paste", "speed:+3%", "speed:-3%"]
+           "gain:2+clip", "crop:2s", "paste", "speed:+3%", "speed:-3%", "speed:rand"]
+#: speed:rand: a seeded random factor per clip, uniform in [0.97, 1.03] (to 0.01 %), so most speeds fall
+#: between the detector's search grid points; drawn from its own generator, so the other cells are unchanged
 
 
 # ---- speech sources -------------------------------------------------------------------------------------
@@ -135,6 +137,9 @@ def attack(
     if name == "paste":
         a = int(rng.integers(sr // 2, 2 * sr))
         return np.concatenate([filler[:a], y, filler[a : a + 2 * sr]]).astype(np.float32)
+    if name == "speed:rand":
+        s = float(rng.uniform(0.97, 1.03))  # rng: the speed generator of robustness(), not the clip generator
+        return resample_poly(y, 10000, int(round(10000 * s))).astype(np.float32)
     if name.startswith("speed:"):
         s = 1.0 + float(name[6:-1]) / 100.0  # resampling speed change: tempo and pitch x s
         return resample_poly(y, 1000, int(round(1000 * s))).astype(np.float32)
@@ -155,6 +160,7 @@ def robustness(args: argparse.Namespace, sources: dict, m: Marker) -> None:
     for sr in rates:
         for name, recs in sources.items():
             rng = np.random.default_rng(args.seed)
+            speed_rng = np.random.default_rng([args.seed, 1])  # speed:rand only: other cells keep their draws
             cells: dict[tuple[str, float], list[tuple[bool, float]]] = {}
             snrs: list[float] = []
             pesqs: list[float] = []
@@ -174,7 +180,7 @@ def robustness(args: argparse.Namespace, sources: dict, m: Marker) -> None:
                             pass
                     filler = clip_from(recs[int(rng.integers(len(recs)))], L + 4, sr, rng)
                     for a in ATTACKS:
-                        z = attack(a, y, sr, rng, filler)
+                        z = attack(a, y, sr, speed_rng if a == "speed:rand" else rng, filler)
                         if z is None:
                             continue
                         r = m.detect(np.asarray(z, dtype=np.float32), sr)

@@ -144,12 +144,30 @@ def test_attacks(marker: Marker, marked16, attack: str) -> None:
 
 @pytest.mark.parametrize("up,down,speed", [(400, 407, 1.0175), (400, 391, 0.9775)])
 def test_speed_off_the_coarse_grid(marker: Marker, marked16, up: int, down: int, speed: float) -> None:
-    # between two 0.5 % grid speeds: found only by the +-0.25 % refinement around the best coarse speeds
+    # between two points of the former 0.5 % grid (on the 0.125 % grid now): found with its speed
     z = resample_poly(marked16[1], up, down).astype(np.float32)
     r = marker.detect(z, 16000)
     assert r.present and r.payload == PAYLOAD
     assert r.speed is not None and abs(r.speed - speed) < 0.003
     assert r.spans and r.spans[-1][1] <= len(z) / 16000 + 0.05  # spans on the received signal's time axis
+
+
+@pytest.mark.parametrize("speed", [1.013, 0.9863])
+def test_speed_between_grid_points(marker: Marker, marked16, speed: float) -> None:
+    # any speed within +-3 %, not only grid points: the sync peak is narrower than the former 0.5 % grid, so the
+    # search must land within half a grid step of the true speed (the 0.5 % grid reported 1.015 for 1.013)
+    z = resample_poly(marked16[1], 10000, round(10000 * speed)).astype(np.float32)
+    r = marker.detect(z, 16000)
+    assert r.present and r.payload == PAYLOAD
+    assert r.speed is not None and abs(r.speed - speed) <= wm.SPEED_STEP / 2 + 1e-4
+
+
+def test_speed_grid_is_dense_enough() -> None:
+    # weak marks lose a third of their sync z 0.025 % off the true speed: a 0.25 % grid still missed 7 % of
+    # off-grid 3 s clips, 0.125 % under 4 %; the grid covers +-3 % symmetrically, nominal speed included
+    assert wm.SPEED_STEP <= 0.00125 + 1e-12
+    assert min(wm.SPEEDS) <= 0.97 + 1e-9 and max(wm.SPEEDS) >= 1.03 - 1e-9 and 1.0 in wm.SPEEDS
+    assert np.allclose(np.diff(wm.SPEEDS), wm.SPEED_STEP)
 
 
 def test_speed_change_at_48k_stereo(marker: Marker) -> None:
