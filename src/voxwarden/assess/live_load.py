@@ -165,6 +165,17 @@ def _frames(x: np.ndarray, offset: int, n_frames: int) -> list[bytes]:
     return out
 
 
+def plan_rooms(cfg: Any, bonafide: np.ndarray | None) -> tuple[int, list[str]]:
+    """How many of `cfg.rooms` stream synthetic speech (default: half, rounded up; all when there is no
+    bona fide speech), and the notes that explain a change to the plan."""
+    n_syn = cfg.synthetic_rooms if cfg.synthetic_rooms is not None else (cfg.rooms + 1) // 2
+    notes: list[str] = []
+    if bonafide is None and n_syn < cfg.rooms:
+        notes.append(f"no bona fide speech: all {cfg.rooms} rooms stream synthetic speech")
+        n_syn = cfg.rooms
+    return min(n_syn, cfg.rooms), notes
+
+
 def run_live_load(det: Any, rules_text: str, rules_source: str, synthetic: np.ndarray,
                   bonafide: np.ndarray | None, cfg: LiveLoadConfig, speech_source: str,
                   *, clock: Any = time.perf_counter, sleep: Any = time.sleep) -> LiveLoadResult:
@@ -181,12 +192,7 @@ def run_live_load(det: Any, rules_text: str, rules_source: str, synthetic: np.nd
     )
 
     ruleset = load_rules(rules_text, source=rules_source)
-    n_syn = cfg.synthetic_rooms if cfg.synthetic_rooms is not None else (cfg.rooms + 1) // 2
-    notes: list[str] = []
-    if bonafide is None and n_syn < cfg.rooms:
-        notes.append(f"no bona fide speech: all {cfg.rooms} rooms stream synthetic speech")
-        n_syn = cfg.rooms
-    n_syn = min(n_syn, cfg.rooms)
+    n_syn, notes = plan_rooms(cfg, bonafide)
     n_frames = int(round(cfg.seconds * 1000 / FRAME_MS))
     hop_frames = max(1, int(round(float(det.card.hop) * 1000 / FRAME_MS)))
     starts = [r * hop_frames // max(1, cfg.rooms) for r in range(cfg.rooms)]  # speakers do not start together

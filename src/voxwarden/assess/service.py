@@ -357,14 +357,9 @@ def run_live_load_service(svc: ServiceConfig, cfg: Any, synthetic: np.ndarray, b
     the service's own rules file decides the alerts; processing time is not visible: no capacity figure)."""
     import asyncio
 
-    from voxwarden.assess.live_load import FRAME_MS, LiveLoadResult, _frames
+    from voxwarden.assess.live_load import FRAME_MS, LiveLoadResult, _frames, plan_rooms
 
-    n_syn = cfg.synthetic_rooms if cfg.synthetic_rooms is not None else (cfg.rooms + 1) // 2
-    notes: list[str] = []
-    if bonafide is None and n_syn < cfg.rooms:
-        notes.append(f"no bona fide speech: all {cfg.rooms} rooms stream synthetic speech")
-        n_syn = cfg.rooms
-    n_syn = min(n_syn, cfg.rooms)
+    n_syn, notes = plan_rooms(cfg, bonafide)
     n_frames = int(round(cfg.seconds * 1000 / FRAME_MS))
     run = uuid.uuid4().hex[:8]
     names = [f"assess-{run}-room{r}" for r in range(cfg.rooms)]
