@@ -56,6 +56,23 @@ def test_heldout_set(corpus: Path, tmp_path: Path) -> None:
     assert a == pytest.approx(b)
 
 
+def test_heldout_rebuild_that_fails_leaves_no_stale_protocol(corpus: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import voxwarden.corpus.tts as tts
+
+    out = tmp_path / "h"
+    build_heldout_tts(out, corpus, ["espeak-ng"], per_system=2, split=_split(corpus))
+    assert (out / "protocol.tsv").is_file()
+
+    def boom(*a: object, **k: object) -> None:
+        raise RuntimeError("engine crashed")
+
+    monkeypatch.setattr(tts, "synthesize", boom)
+    with pytest.raises(RuntimeError):
+        build_heldout_tts(out, corpus, ["espeak-ng"], per_system=2, split=_split(corpus))
+    assert not (out / "protocol.tsv").exists() and not (out / "manifest.json").exists()
+
+
 def test_heldout_errors(corpus: Path, tmp_path: Path) -> None:
     with pytest.raises(CorpusError, match="not installed"):
         build_heldout_tts(tmp_path / "x", corpus, ["no-such-tts"], per_system=2)

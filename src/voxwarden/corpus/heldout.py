@@ -92,6 +92,10 @@ def build_heldout_tts(
 
     audio = out_dir / "audio"
     audio.mkdir(parents=True, exist_ok=True)
+    # a previous set's protocol/manifest go first: a run that dies midway leaves no protocol naming clips
+    # that are gone (the new protocol is written only at the end)
+    for stale in (out_dir / "protocol.tsv", out_dir / "manifest.json"):
+        stale.unlink(missing_ok=True)
     for old in audio.glob("*.flac"):
         old.unlink()
     out_rows: list[dict[str, str]] = []
