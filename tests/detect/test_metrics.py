@@ -111,3 +111,35 @@ def test_properties(bona: list[float], spoof: list[float]) -> None:
     assert 0.0 <= d <= 1.0 + 1e-12
     c = det_curve(bona, spoof)
     assert np.all(np.diff(c.p_miss) >= 0) and np.all(np.diff(c.p_fa) <= 0)
+
+
+def test_paired_bootstrap_separates_a_clearly_better_model():
+    from voxwarden.detect.metrics import paired_bootstrap_eer
+
+    rng = np.random.default_rng(1)
+    bona = rng.normal(0.0, 1.0, 300)
+    spoof = rng.normal(0.0, 1.0, 300)
+    # model a: spoof shifted by 0.5 sd (EER ~40 %); model b: the same clips, shifted by 3 sd (EER ~7 %)
+    res = paired_bootstrap_eer(bona, spoof + 0.5, bona, spoof + 3.0, resamples=300)
+    assert res.eer_a > 0.3 and res.eer_b < 0.12
+    assert res.diff == pytest.approx(res.eer_b - res.eer_a)
+    assert res.low <= res.diff <= res.high and res.high < 0
+
+
+def test_paired_bootstrap_interval_contains_zero_for_equal_models():
+    from voxwarden.detect.metrics import paired_bootstrap_eer
+
+    rng = np.random.default_rng(2)
+    bona, spoof = rng.normal(0, 1, 200), rng.normal(1, 1, 200)
+    noise = rng.normal(0, 0.05, 200)  # b is a slightly noisy copy of a: no real difference
+    res = paired_bootstrap_eer(bona, spoof, bona + noise, spoof - noise, resamples=300)
+    assert res.low < 0 < res.high
+
+
+def test_paired_bootstrap_rejects_unpaired_input():
+    from voxwarden.detect.metrics import paired_bootstrap_eer
+
+    with pytest.raises(ValueError, match="same clips"):
+        paired_bootstrap_eer([0.1, 0.2], [0.9], [0.1], [0.9])
+    with pytest.raises(ValueError, match="resamples"):
+        paired_bootstrap_eer([0.1], [0.9], [0.1], [0.9], resamples=0)

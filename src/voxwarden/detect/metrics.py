@@ -115,3 +115,49 @@ def rates_at(
     bona = _clean(bonafide_scores, "bonafide_scores")
     spoof = _clean(spoof_scores, "spoof_scores")
     return float(np.mean(spoof < threshold)), float(np.mean(bona >= threshold))
+
+
+@dataclass(frozen=True)
+class PairedDiff:
+    """EER of two systems on the same trials and a bootstrap interval of their difference (b − a)."""
+
+    eer_a: float
+    eer_b: float
+    diff: float
+    low: float
+    high: float
+    resamples: int
+
+
+def paired_bootstrap_eer(
+    bonafide_a: Scores,
+    spoof_a: Scores,
+    bonafide_b: Scores,
+    spoof_b: Scores,
+    *,
+    resamples: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> PairedDiff:
+    """Compare two models scored on the *same* clips: EER of each, and a percentile bootstrap interval of
+    ``eer_b - eer_a``. Bona fide and spoof clips are resampled separately (each class keeps its size) and
+    the same resampled clips serve both models, so the interval reflects which clips were drawn, not the
+    model pairing. An interval that contains 0 means the clips cannot tell the two apart."""
+    ba, sa = _clean(bonafide_a, "bonafide_a"), _clean(spoof_a, "spoof_a")
+    bb, sb = _clean(bonafide_b, "bonafide_b"), _clean(spoof_b, "spoof_b")
+    if ba.size != bb.size or sa.size != sb.size:
+        raise ValueError("paired comparison needs the same clips: score counts differ between a and b")
+    if resamples < 1:
+        raise ValueError("resamples must be >= 1")
+    if not 0.0 < level < 1.0:
+        raise ValueError("level must be in (0, 1)")
+    rng = np.random.default_rng(seed)
+    ea, eb = eer(ba, sa)[0], eer(bb, sb)[0]
+    diffs = np.empty(resamples)
+    for k in range(resamples):
+        i = rng.integers(0, ba.size, ba.size)
+        j = rng.integers(0, sa.size, sa.size)
+        diffs[k] = eer(bb[i], sb[j])[0] - eer(ba[i], sa[j])[0]
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(diffs, [tail, 1.0 - tail])
+    return PairedDiff(eer_a=ea, eer_b=eb, diff=eb - ea, low=float(low), high=float(high), resamples=resamples)
