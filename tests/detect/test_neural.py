@@ -1,5 +1,6 @@
 """Neural countermeasure: front-end invariances, ONNX export parity, variable lengths, toy training."""
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -227,3 +228,73 @@ def test_leave_out_folds_group_and_baseline_scoring(tmp_path: Path) -> None:
 
     with pytest.raises(ModelError, match="missing"):
         left_out_eer(tmp_path / "no-model", items, ho, ["sys-2"])  # a baseline must be a trained model
+
+
+def _recipe(name: str):
+    """Import a script of recipes/ (not a package) by path."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "recipes" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_compare_models_recipe_pairs_two_models_on_the_held_back_clips(tmp_path: Path) -> None:
+    import json
+    import subprocess
+
+    import soundfile as sf
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng not installed")
+    ex = Path(__file__).resolve().parents[2] / "examples" / "audio"
+    human, sr = sf.read(str(ex / "human-allison-prompt.flac"), dtype="float32")
+    assert sr == SR
+    root = tmp_path / "c"
+    (root / "audio").mkdir(parents=True)
+    lines = ["file\tlabel\tsystem\tspeaker\tsplit"]
+    words = ["transfer the money today", "confirm your account number", "call me back tonight",
+             "the meeting moved to noon", "please hold the line", "your parcel is on its way"]
+    for i in range(12):
+        f = root / "audio" / f"c{i}.wav"
+        if i % 2:  # spoof: espeak-ng, two voices = two systems
+            voice = "en-us" if i % 4 == 1 else "en-gb"
+            subprocess.run(["espeak-ng", "-v", voice, "-w", str(f), words[i // 2]], check=True,
+                           capture_output=True)
+            lab, sysname = "spoof", f"espeak-{voice}"
+        else:  # bona fide: a gain-varied crop of the human example
+            start = (i // 2) * SR // 4
+            sf.write(str(f), human[start : start + 2 * SR] * (0.5 + 0.1 * i), SR)
+            lab, sysname = "bonafide", "bonafide"
+        lines.append(f"c{i}.wav\t{lab}\t{sysname}\tspk{i}\t{'val' if i >= 2 else 'train'}")
+    (root / "protocol.tsv").write_text("\n".join(lines) + "\n")
+    models = Path(__file__).resolve().parents[2] / "src" / "voxwarden" / "models"
+    cmp = _recipe("compare_models")
+    out = tmp_path / "cmp.json"
+    assert cmp.main([str(root / "protocol.tsv"), str(models / "default"), str(models / "default"),
+                     "--resamples", "50", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["scored"] + res["unscoreable"] == 10 and res["scored"] >= 6  # the val split only
+    assert set(res["systems"]) == {"overall", "espeak-en-us", "espeak-en-gb"}
+    same = res["systems"]["overall"]
+    assert same["diff"] == 0 and same["low"] == 0 and same["high"] == 0  # a model against itself
+    other = cmp.compare(root / "protocol.tsv", models / "default", models / "lfcc-gmm", resamples=50)
+    r = other["systems"]["overall"]
+    assert r["low"] <= r["diff"] <= r["high"] and r["n_bonafide"] + r["n_spoof"] == other["scored"]
+
+
+def test_logo_table_recipe_reads_fold_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    for name, v, base in (("vits", 0.31, 0.02), ("world", 0.12, None)):
+        body = {"logo_eer": {name: v}}
+        if base is not None:
+            body["baseline_left_out_eer"] = {"model": "m", name: base}
+        (tmp_path / f"logo-r-{name}.json").write_text(json.dumps(body))
+    tab = _recipe("logo_table")
+    assert tab.main([str(p) for p in sorted(tmp_path.glob("logo-r-*.json"))]) == 0
+    text = capsys.readouterr().out
+    assert "| vits | 31.0% | 2.0% |" in text and "| world | 12.0% | - |" in text
+    assert "mean of 2 folds** | **21.5%" in text

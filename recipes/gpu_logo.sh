@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Leave-one-generator-out folds of the default recipe, many at once on one GPU machine.
+#
+#   recipes/gpu_logo.sh CORPUS_DIR OUT_DIR [SYSTEMS] [TAG] [EPOCHS] [AUGMENT]
+#
+# One training per spoof system of CORPUS_DIR/protocol.tsv (or the comma-separated SYSTEMS): the recipe's
+# LCNN trained on the `train` split without that system, then scored on all of its clips against the
+# held-back (`val`) bona fide clips; the shipped default (src/voxwarden/models/default) is scored on the
+# same trials as a baseline. Writes OUT_DIR/logo-TAG-SYSTEM.json (the `--logo-only` JSON) and
+# OUT_DIR/logo-TAG.log; `python recipes/logo_table.py OUT_DIR/logo-TAG-*.json` prints the table.
+# EPOCHS (16) x 50 steps is the recipe's 800 steps; AUGMENT (0) its augmentation. JOBS (8) folds run at
+# once, DEVICE (cuda) trains them; on a CPU the same command runs, one fold at a time is ~40 min.
+# Never point this at shared/data/dev.
+set -uo pipefail
+CORPUS=${1:?usage: gpu_logo.sh CORPUS_DIR OUT_DIR [SYSTEMS] [TAG] [EPOCHS] [AUGMENT]}
+OUT=${2:?usage: gpu_logo.sh CORPUS_DIR OUT_DIR [SYSTEMS] [TAG] [EPOCHS] [AUGMENT]}
+SYSTEMS=${3:-}
+TAG=${4:-recipe}
+EPOCHS=${5:-16}
+AUGMENT=${6:-0}
+PY=${PY:-python3}
+HERE=$(cd "$(dirname "$0")" && pwd)
+export PYTHONPATH="$HERE/../src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
+mkdir -p "$OUT"
+if [[ -z "$SYSTEMS" ]]; then
+  SYSTEMS=$(awk -F'\t' 'NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+    $col["label"] == "spoof" && $col["split"] == "train" { print $col["system"] }' \
+    "$CORPUS/protocol.tsv" | sort -u | paste -sd, -)
+fi
+echo "folds ($TAG, $EPOCHS x 50 steps, augment $AUGMENT): $SYSTEMS"
+echo "$SYSTEMS" | tr ',' '\n' | xargs -P "${JOBS:-8}" -I{} sh -c '
+  "$0" -m voxwarden.detect.neural "$1/protocol.tsv" /tmp/unused --logo-only "$2/logo-$3-{}.json" \
+    --logo-systems {} --logo-epochs "$4" --epochs "$4" --steps-per-epoch 50 --augment "$5" \
+    --device "${DEVICE:-cuda}" --threads 1 --baseline "$6" >>"$2/logo-$3.log" 2>&1 \
+    && echo "fold {} done" || echo "fold {} FAILED"' \
+  "$PY" "$CORPUS" "$OUT" "$TAG" "$EPOCHS" "$AUGMENT" "$HERE/../src/voxwarden/models/default"

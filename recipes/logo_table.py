@@ -1,0 +1,51 @@
+"""Print the leave-one-generator-out table from the JSON files of ``recipes/gpu_logo.sh``.
+
+    python recipes/logo_table.py OUT/logo-recipe-*.json [--out table.json]
+
+One row per left-out system: the fold's EER on it (trained without it) and the shipped default's EER on
+the same trials (the default may have trained on that system: it is a reference, not a rival), then the
+mean over folds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def table(paths: list[Path]) -> dict[str, dict[str, float | None]]:
+    """{system: {"fold": EER trained without it, "default": shipped default on the same trials}}."""
+    rows: dict[str, dict[str, float | None]] = {}
+    for p in paths:
+        res = json.loads(Path(p).read_text(encoding="utf-8"))
+        base = res.get("baseline_left_out_eer", {})
+        for name, v in res["logo_eer"].items():
+            rows[name] = {"fold": float(v), "default": float(base[name]) if name in base else None}
+    return dict(sorted(rows.items()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--out", type=Path, default=None)
+    a = p.parse_args(argv)
+    rows = table(a.files)
+    if not rows:
+        print("no folds found", file=sys.stderr)
+        return 1
+    print("| left-out system | EER, fold trained without it | default 0.2, same trials |")
+    print("| --- | ---: | ---: |")
+    for name, r in rows.items():
+        d = "-" if r["default"] is None else f"{r['default']:.1%}"
+        print(f"| {name} | {r['fold']:.1%} | {d} |")
+    folds = [r["fold"] for r in rows.values()]
+    print(f"| **mean of {len(folds)} folds** | **{sum(folds) / len(folds):.1%}** | |")
+    if a.out:
+        a.out.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
