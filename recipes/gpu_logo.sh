@@ -9,7 +9,7 @@
 # same trials as a baseline. Writes OUT_DIR/logo-TAG-SYSTEM.json (the `--logo-only` JSON) and
 # OUT_DIR/logo-TAG.log; `python recipes/logo_table.py OUT_DIR/logo-TAG-*.json` prints the table.
 # EPOCHS (16) x 50 steps is the recipe's 800 steps; AUGMENT (0) its augmentation. JOBS (8) folds run at
-# once, DEVICE (cuda) trains them; on a CPU the same command runs, one fold at a time is ~40 min.
+# once, DEVICE (cuda) trains them, EXTRA adds trainer options (e.g. --cmvn); on a CPU the same command runs, one fold at a time is ~40 min.
 # Never point this at shared/data/dev.
 set -uo pipefail
 CORPUS=${1:?usage: gpu_logo.sh CORPUS_DIR OUT_DIR [SYSTEMS] [TAG] [EPOCHS] [AUGMENT]}
@@ -31,6 +31,6 @@ echo "folds ($TAG, $EPOCHS x 50 steps, augment $AUGMENT): $SYSTEMS"
 echo "$SYSTEMS" | tr ',' '\n' | xargs -P "${JOBS:-8}" -I{} sh -c '
   "$0" -m voxwarden.detect.neural "$1/protocol.tsv" /tmp/unused --logo-only "$2/logo-$3-{}.json" \
     --logo-systems {} --logo-epochs "$4" --epochs "$4" --steps-per-epoch 50 --augment "$5" \
-    --device "${DEVICE:-cuda}" --threads 1 --baseline "$6" >>"$2/logo-$3.log" 2>&1 \
+    --device "${DEVICE:-cuda}" --threads 1 --baseline "$6" ${EXTRA:-} >>"$2/logo-$3.log" 2>&1 \
     && echo "fold {} done" || echo "fold {} FAILED"' \
   "$PY" "$CORPUS" "$OUT" "$TAG" "$EPOCHS" "$AUGMENT" "$HERE/../src/voxwarden/models/default"
