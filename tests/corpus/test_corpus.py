@@ -234,3 +234,27 @@ def test_missing_generators_are_warned_about() -> None:
     w = missing_tts_warnings({"espeak-ng", "flite-cg"})
     assert len(w) == len(EXPECTED_TTS_SYSTEMS) - 2
     assert any("piper-vits" in x for x in w) and not any("espeak-ng" in x for x in w)
+
+
+@pytest.mark.skipif(not asterisk_items() and not klettres_items(), reason="Debian speech packages absent")
+def test_tts_weights_draw_a_system_more_often(tmp_path: Path) -> None:
+    pytest.importorskip("pyworld")
+    if not shutil.which("flite") or not shutil.which("espeak-ng"):
+        pytest.skip("flite and espeak-ng needed")
+
+    def tts_counts(weights: dict[str, float] | None, name: str) -> dict[str, int]:
+        s = build_corpus(tmp_path / name, seed=0, size="tiny", tts_weights=weights, balance=False)
+        rows = read_protocol(s.protocol)
+        counts: dict[str, int] = {}
+        for r in rows:
+            if r["source"].startswith("tts:"):
+                counts[r["system"]] = counts.get(r["system"], 0) + 1
+        return counts
+
+    plain, heavy = tts_counts(None, "plain"), tts_counts({"flite-cg": 20.0}, "heavy")
+    assert heavy.get("flite-cg", 0) > plain.get("flite-cg", 0)
+    assert sum(heavy.values()) == sum(plain.values())  # the same number of TTS clips, shared differently
+    manifest = json.loads((tmp_path / "heavy" / "manifest.json").read_text())
+    assert manifest["tts_weights"] == {"flite-cg": 20.0}
+    with pytest.raises(CorpusError, match="TTS weights"):
+        build_corpus(tmp_path / "bad", size="tiny", tts_weights={"kokoro": 0})

@@ -38,3 +38,8 @@ def test_cli_usage_errors(tmp_path: Path) -> None:
     assert res.exit_code == 2
     res = runner.invoke(corpus_app, ["audit", str(tmp_path / "nothing")])
     assert res.exit_code == 2
+    res = runner.invoke(corpus_app, ["build", "--out", str(tmp_path / "c"), "--tts-weight", "kokoro=lots"])
+    assert res.exit_code == 3 and "SYSTEM=NUMBER" in res.output
+    res = runner.invoke(corpus_app, ["build", "--out", str(tmp_path / "c"), "--size", "tiny", "--no-system-sources",
+                                     "--tts-weight", "kokoro=-1"])
+    assert res.exit_code != 0 and "TTS weights" in res.output

@@ -31,9 +31,22 @@ def build_cmd(
     no_balance: Annotated[
         bool, typer.Option("--no-balance", help="Keep every clip (skip shortcut balancing).")
     ] = False,
+    tts_weight: Annotated[
+        list[str] | None,
+        typer.Option(help="SYSTEM=WEIGHT: draw that TTS system WEIGHT times as often (e.g. kokoro=3); repeatable."),
+    ] = None,
 ) -> None:
     """Build a corpus from the installed real-speech sources, TTS engines and vocoders."""
     from voxwarden.corpus.build import CorpusError, build_corpus
+
+    weights: dict[str, float] = {}
+    for item in tts_weight or []:
+        name, _, val = item.partition("=")
+        try:
+            weights[name.strip()] = float(val)
+        except ValueError:
+            err_console.print(f"[red]error:[/red] --tts-weight {item!r}: expected SYSTEM=NUMBER")
+            raise typer.Exit(EXIT_USAGE) from None
 
     if shared_train is not None and not shared_train.is_dir():
         err_console.print(f"[red]error:[/red] --shared-train {shared_train} is not a folder")
@@ -47,7 +60,8 @@ def build_cmd(
         try:
             s = build_corpus(out, seed=seed, size=size, shared_train=shared_train, progress=progress,
                              neural_vocoders=vocoder or (), tts=not no_tts,
-                             system_sources=not no_system_sources, balance=not no_balance)
+                             system_sources=not no_system_sources, balance=not no_balance,
+                             tts_weights=weights)
         except CorpusError as e:
             err_console.print(f"[red]corpus build failed:[/red] {e}")
             raise typer.Exit(EXIT_FAILED) from e

@@ -237,6 +237,7 @@ def build_corpus(
     tts: bool = True,
     system_sources: bool = True,
     balance: bool = True,
+    tts_weights: Mapping[str, float] | None = None,
 ) -> CorpusSummary:
     """Build a corpus in `out_dir` (created; existing protocol/audio replaced) and return its summary.
 
@@ -247,6 +248,8 @@ def build_corpus(
     skips TTS engines; `system_sources=False` ignores the Debian speech packages (only `shared_train`).
     `balance` (corpora of >= 200 clips) then drops clips until shortcut features are at chance
     (`audit.balance_corpus`); the unbalanced protocol stays in ``protocol-full.tsv``.
+    `tts_weights` ({system: weight}, default 1 each) draws a TTS system that often relative to the others
+    among those that can speak a text, e.g. ``{"kokoro": 3}`` for three times the clips of a neural voice.
     """
     from voxwarden.corpus.tts import PiperWorker, TTSError, TTSVoice, available_voices, synthesize
     from voxwarden.corpus.vocoders import NeuralVocoder, VocoderError, copy_synthesize
@@ -254,6 +257,10 @@ def build_corpus(
     if size not in SIZES:
         raise CorpusError(f"unknown size {size!r}; choose from {', '.join(SIZES)}")
     plan = SIZES[size]
+    weights = dict(tts_weights or {})
+    bad = {k: v for k, v in weights.items() if not (isinstance(v, int | float) and 0 < v <= 100)}
+    if bad:
+        raise CorpusError(f"TTS weights must be numbers in (0, 100]: {bad}")
     t0 = time.time()
     out_dir = Path(out_dir)
     audio_dir = out_dir / "audio"
@@ -374,7 +381,9 @@ def build_corpus(
                 continue
             if lang not in compatible[0].languages:
                 lang = "en"
-            systems = sorted({v.system for v in compatible}, key=lambda s: (sys_count[s], s))
+            # mostly the system furthest behind its weighted share, sometimes any: every system gets texts
+            systems = sorted({v.system for v in compatible},
+                             key=lambda s: ((sys_count[s] + 1) / weights.get(s, 1.0), s))
             pick_sys = systems[0] if r.random() < 0.7 else systems[int(r.integers(len(systems)))]
             cands: list[TTSVoice] = [v for v in compatible if v.system == pick_sys]
             voice = cands[int(r.integers(len(cands)))]
@@ -419,6 +428,7 @@ def build_corpus(
         "seed": seed,
         "size": size,
         "plan": asdict(plan),
+        "tts_weights": weights,
         "shared_train": str(shared_train) if shared_train else None,
         "clips": len(rows),
         "bonafide": sum(r["label"] == "bonafide" for r in rows),
