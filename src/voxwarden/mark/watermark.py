@@ -442,7 +442,8 @@ def _weights_bands_first(tiles: np.ndarray, n_slots: int) -> tuple[np.ndarray, n
     Same formula; with bands as the leading axis every per-slot reduction is an elementwise operation over
     12 contiguous rows, which numpy does far faster than reducing a trailing axis of length 12.
     """
-    v = np.log2(tiles + np.float32(1e-20))  # log2 is ~2x faster than log10 in numpy
+    v = tiles + np.float32(1e-20)
+    np.log2(v, out=v)  # log2 is ~2x faster than log10 in numpy
     v *= np.float32(10.0 * math.log10(2.0))
     smax = np.maximum.reduce(v, axis=0)
     gref = _percentile90(smax.reshape(-1, n_slots))
@@ -454,7 +455,7 @@ def _weights_bands_first(tiles: np.ndarray, n_slots: int) -> tuple[np.ndarray, n
     ws = np.add.reduce(w, axis=0)
     wv = w * v
     mean = np.add.reduce(wv, axis=0) / np.maximum(ws, np.float32(1e-9))
-    wv -= w * mean  # w * (v - mean)
+    wv -= np.multiply(w, mean, out=v)  # w * (v - mean); v is not needed any more
     return w, wv
 
 
@@ -553,17 +554,44 @@ def _slot_spans(loc: np.ndarray) -> list[tuple[int, int]]:
 
 
 class _Grids:
-    """Band energies of one 8 kHz signal on STFT grids started `shift` samples late, cached per shift."""
+    """Band energies of one 8 kHz signal on STFT grids started `shift` samples late, cached per grid.
 
-    def __init__(self, x8: np.ndarray) -> None:
-        self.x8 = x8
-        self.n = len(x8)
-        self._cache: dict[int, np.ndarray] = {}
+    The signal is `x8`, or `rescaler`'s at `speed`, made when a grid needs it and kept only for the shifted
+    grids: a stage then never holds the ~50 rescaled signals of its speeds at once, only their band energies.
+    """
 
-    def get(self, shift: int) -> np.ndarray:
-        if shift not in self._cache:
-            self._cache[shift] = _band_energies32(_stft(self.x8[shift:]))
-        return self._cache[shift]
+    def __init__(self, x8: np.ndarray | None = None, rescaler: _Rescaler | None = None, speed: float = 1.0) -> None:
+        self._x8 = x8
+        self._rescaler = rescaler
+        self._speed = speed
+        self.n = len(x8) if x8 is not None else rescaler.length(speed) if rescaler is not None else 0
+        self._cache: dict[tuple[int, int | None], np.ndarray] = {}
+
+    def frames(self, shift: int) -> int:
+        """Number of frames of the grid started `shift` samples late."""
+        return (self.n - shift) // HOP + 1
+
+    def get(self, shift: int, max_frames: int | None = None) -> np.ndarray:
+        """(N_BANDS, frames) band energies of the grid started `shift` samples late; only the first
+        `max_frames` frames when given (a search batch reads no further than its shortest item).
+
+        Frame f is centred on sample f * HOP, so those frames need the signal only up to the last one's
+        window: only that much is transformed, and the frames are the same as from the whole signal.
+        """
+        key = (shift, max_frames)
+        if key not in self._cache:
+            x8 = self._x8
+            if x8 is None:
+                assert self._rescaler is not None
+                x8 = self._rescaler.get(self._speed)
+                if shift:  # the shifted grids come in threes: keep the signal for the others
+                    self._x8 = x8
+            end = self.n
+            if max_frames is not None:
+                end = min(end, shift + (max_frames - 1) * HOP + NFFT // 2)
+            be = _band_energies32(_stft(x8[shift:end]))
+            self._cache[key] = be if max_frames is None else be[:, :max_frames]
+        return self._cache[key]
 
 
 class _Rescaler:
@@ -585,14 +613,21 @@ class _Rescaler:
         spec = sfft.rfft(np.asarray(x8, dtype=np.float32), n_fft)
         spec /= (np.sinc(np.arange(len(spec)) / (RESCALE_UP * n_fft)) ** 2).astype(np.float32)
         self.up = sfft.irfft(spec, RESCALE_UP * n_fft) * np.float32(RESCALE_UP)
+        self._step = self.up[1:] - self.up[:-1]  # up[k + 1] - up[k], as the interpolation takes it per sample
+
+    def length(self, speed: float) -> int:
+        """Length of the signal resampled by `speed`."""
+        return int(self.n * speed)
 
     def get(self, speed: float) -> np.ndarray:
         """The signal resampled by `speed` (a 3 % faster recording comes back with speed 1.03)."""
-        pos = np.arange(int(self.n * speed)) * (RESCALE_UP / speed)  # float64: exact sample positions
+        pos = np.arange(self.length(speed)) * (RESCALE_UP / speed)  # float64: exact sample positions
         i = pos.astype(np.int64)
-        frac = (pos - i).astype(np.float32)
-        lo = self.up[i]
-        return lo + frac * (self.up[i + 1] - lo)
+        pos -= i  # exact: the fractional part
+        y = pos.astype(np.float32)
+        y *= self._step[i]
+        y += self.up[i]
+        return y
 
 
 def _time_scale(x8: np.ndarray, speed: float) -> np.ndarray:
@@ -890,13 +925,13 @@ class Marker:
             return found if found is not None else MarkResult(False, None, 0.0, [])
         coarse = [sp for sp in SPEEDS if sp != 1.0]
         rescaler = _Rescaler(x8)
-        found, z, z_items = self._stage([(_Grids(rescaler.get(sp)), sp) for sp in coarse])
+        found, z, z_items = self._stage([(_Grids(rescaler=rescaler, speed=sp), sp) for sp in coarse])
         best_z = max(best_z, z)
         if found is None and z_items:
             top = [coarse[i] for i in np.argsort(-np.asarray(z_items))[:REFINE_TOP]]
             fine = {round(sp + f * SPEED_STEP, 6) for sp in top for f in REFINE_FRACS}
             refine = sorted(fine - {round(sp, 6) for sp in SPEEDS})
-            found, z, _ = self._stage([(_Grids(rescaler.get(sp)), sp) for sp in refine])
+            found, z, _ = self._stage([(_Grids(rescaler=rescaler, speed=sp), sp) for sp in refine])
             best_z = max(best_z, z)
         if found is not None:
             return found
@@ -917,7 +952,8 @@ class Marker:
         per = max(1, SEARCH_SLOTS // max(1, items[0][0].n // SLOT))  # items per search call: bounds memory
         for b0 in range(0, len(items), per):
             idx = list(range(b0, min(len(items), b0 + per)))
-            res = self._search([items[i][0].get(0) for i in idx])
+            common = min(items[i][0].frames(0) for i in idx)  # the search reads no further
+            res = self._search([items[i][0].get(0, common) for i in idx])
             if res is not None:
                 _collect(cands, res, 0, idx)
                 z_items[idx] = res.z.max(axis=(1, 2))
@@ -933,7 +969,8 @@ class Marker:
         for shift in FINE_SHIFTS:
             sel = [i for i in top if items[i][0].n - shift >= 2 * SLOT]
             if sel:
-                r2 = self._search([items[i][0].get(shift) for i in sel])
+                common = min(items[i][0].frames(shift) for i in sel)
+                r2 = self._search([items[i][0].get(shift, common) for i in sel])
                 if r2 is not None:
                     _collect(cands, r2, shift, sel)
                     for j, i in enumerate(sel):
@@ -983,11 +1020,14 @@ class Marker:
         sums = be[:, :, lo : lo + n_pos].copy()
         for j in range(lo + 1, hi):
             sums += be[:, :, j : j + n_pos]
+        del be  # large temporaries go as soon as they are used: less memory to fault in again
         # (B, S, O, n) flattened to (B, rows): tile of slot t at offset o sums the frames of position 8t + o
         tiles = sums.reshape(N_BANDS, n_sp, n, N_OFFSETS).transpose(0, 1, 3, 2).reshape(N_BANDS, -1)
+        del sums
         if not np.any(tiles > 0):
             return None
         w, wv = _weights_bands_first(tiles, n)
+        del tiles
         # projections of every distinct (layout, projection) row at every position, as phasors
         # nrm * exp(i * 4 pi q / (nrm * DELTA)); the dither is applied after folding, in the correlation below
         nrm = lay.m_lay @ w
@@ -997,9 +1037,11 @@ class Marker:
         parts = np.empty((3, *nrm.shape), np.float32)  # re, im, weight^2
         np.cos(ang, out=parts[0])
         np.sin(ang, out=parts[1])
+        del ang
         parts[0] *= nrm
         parts[1] *= nrm
         np.multiply(nrm, nrm, out=parts[2])
+        del nrm
         # fold the slots modulo the block: [part, j, S, O, slot mod BLOCK_SLOTS]
         parts = parts.reshape(3, -1, n_sp, N_OFFSETS, n)
         fold = np.zeros((*parts.shape[:4], BLOCK_SLOTS), np.float32)
