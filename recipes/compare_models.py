@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from voxwarden.detect.card import ModelError
 from voxwarden.detect.metrics import paired_bootstrap_eer
 from voxwarden.detect.neural import _detector_scorer, read_protocol, train_heldout
 
@@ -67,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None)
     a = p.parse_args(argv)
-    res = compare(a.protocol, a.model_a, a.model_b, resamples=a.resamples, seed=a.seed)
+    try:
+        res = compare(a.protocol, a.model_a, a.model_b, resamples=a.resamples, seed=a.seed)
+    except (OSError, ValueError, ModelError) as e:  # missing/unreadable protocol or model, nothing scoreable
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"{res['scored']} held-back clips scored ({res['unscoreable']} unscoreable), {res['split']}")
     print(f"{'system':<18} {'A':>7} {'B':>7} {'B-A':>7}  95 % interval      n(bona/spoof)")
     for name, r in res["systems"].items():

@@ -31,7 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("files", nargs="+", type=Path)
     p.add_argument("--out", type=Path, default=None)
     a = p.parse_args(argv)
-    rows = table(a.files)
+    try:
+        rows = table(a.files)
+    except (OSError, ValueError, KeyError, TypeError) as e:  # missing file, bad JSON, not a fold file
+        print(f"error: cannot read the fold files: {e!r}", file=sys.stderr)
+        return 2
     if not rows:
         print("no folds found", file=sys.stderr)
         return 1

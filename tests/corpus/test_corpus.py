@@ -256,5 +256,7 @@ def test_tts_weights_draw_a_system_more_often(tmp_path: Path) -> None:
     assert sum(heavy.values()) == sum(plain.values())  # the same number of TTS clips, shared differently
     manifest = json.loads((tmp_path / "heavy" / "manifest.json").read_text())
     assert manifest["tts_weights"] == {"flite-cg": 20.0}
+    s = build_corpus(tmp_path / "typo", seed=0, size="tiny", tts_weights={"kokor": 3.0}, balance=False)
+    assert any("not installed here: kokor" in w for w in s.warnings)
     with pytest.raises(CorpusError, match="TTS weights"):
         build_corpus(tmp_path / "bad", size="tiny", tts_weights={"kokoro": 0})

@@ -280,6 +280,8 @@ def test_compare_models_recipe_pairs_two_models_on_the_held_back_clips(tmp_path:
     assert set(res["systems"]) == {"overall", "espeak-en-us", "espeak-en-gb"}
     same = res["systems"]["overall"]
     assert same["diff"] == 0 and same["low"] == 0 and same["high"] == 0  # a model against itself
+    assert cmp.main([str(root / "protocol.tsv"), str(models / "default"), str(tmp_path / "no-model")]) == 2
+    assert cmp.main([str(tmp_path / "none.tsv"), str(models / "default"), str(models / "default")]) == 2
     other = cmp.compare(root / "protocol.tsv", models / "default", models / "lfcc-gmm", resamples=50)
     r = other["systems"]["overall"]
     assert r["low"] <= r["diff"] <= r["high"] and r["n_bonafide"] + r["n_spoof"] == other["scored"]
@@ -298,3 +300,8 @@ def test_logo_table_recipe_reads_fold_files(tmp_path: Path, capsys: pytest.Captu
     text = capsys.readouterr().out
     assert "| vits | 31.0% | 2.0% |" in text and "| world | 12.0% | - |" in text
     assert "mean of 2 folds** | **21.5%" in text
+    (tmp_path / "broken.json").write_text("{not json")
+    (tmp_path / "other.json").write_text('{"something": 1}')
+    assert tab.main([str(tmp_path / "broken.json")]) == 2
+    assert tab.main([str(tmp_path / "other.json")]) == 2
+    assert tab.main([str(tmp_path / "missing.json")]) == 2

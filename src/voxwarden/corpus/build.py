@@ -356,6 +356,9 @@ def build_corpus(
         warnings.append("no TTS engine installed (espeak-ng, festival, flite, piper-tts); TTS spoofs skipped")
     elif tts:
         warnings += missing_tts_warnings({v.system for v in voices})
+    unknown_w = sorted(set(weights) - {v.system for v in voices})
+    if unknown_w and tts:
+        warnings.append(f"TTS weights name systems that are not installed here: {', '.join(unknown_w)}")
     texts = text_pools([b[0] for b in bases], system_sources)
     piper: PiperWorker | None = None
     if any(v.engine == "piper" for v in voices) and plan.tts:
