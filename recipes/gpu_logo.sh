@@ -28,9 +28,10 @@ if [[ -z "$SYSTEMS" ]]; then
     "$CORPUS/protocol.tsv" | sort -u | paste -sd, -)
 fi
 echo "folds ($TAG, $EPOCHS x 50 steps, augment $AUGMENT): $SYSTEMS"
+# the system name reaches the fold as its own argument ($7), never as part of the shell text
 echo "$SYSTEMS" | tr ',' '\n' | xargs -P "${JOBS:-8}" -I{} sh -c '
-  "$0" -m voxwarden.detect.neural "$1/protocol.tsv" /tmp/unused --logo-only "$2/logo-$3-{}.json" \
-    --logo-systems {} --logo-epochs "$4" --epochs "$4" --steps-per-epoch 50 --augment "$5" \
+  "$0" -m voxwarden.detect.neural "$1/protocol.tsv" /tmp/unused --logo-only "$2/logo-$3-$7.json" \
+    --logo-systems "$7" --logo-epochs "$4" --epochs "$4" --steps-per-epoch 50 --augment "$5" \
     --device "${DEVICE:-cuda}" --threads 1 --baseline "$6" ${EXTRA:-} >>"$2/logo-$3.log" 2>&1 \
-    && echo "fold {} done" || echo "fold {} FAILED"' \
-  "$PY" "$CORPUS" "$OUT" "$TAG" "$EPOCHS" "$AUGMENT" "$HERE/../src/voxwarden/models/default"
+    && echo "fold $7 done" || echo "fold $7 FAILED"' \
+  "$PY" "$CORPUS" "$OUT" "$TAG" "$EPOCHS" "$AUGMENT" "$HERE/../src/voxwarden/models/default" {}
