@@ -3,6 +3,12 @@
 The faster detector (rescaled signals made on demand, frames cut to what a search reads, fewer live
 temporaries) must decide exactly as before: the sync z, confidence, payload and chosen speed of fixed
 marked and unmarked clips were computed with the previous code and must not move.
+
+The marked clips were re-pinned when the embedder gained its budgeted allocation (session 5): the marks
+changed, the detector did not (the unmarked values are the original ones). The sync z is compared to a
+relative 1e-5: it is summed in float32, and CPUs with other SIMD widths round it differently in the 7th
+digit (an AMD EPYC read 3.7603388 where the pinning machine read 3.7603397); any change to the search moves
+it by far more.
 """
 
 from __future__ import annotations
@@ -20,14 +26,15 @@ from voxwarden.mark import watermark as wm
 
 KEY = bytes(range(32))
 
-#: name: (present, payload, confidence, sync z, speed), from the code before the speed work
+#: name: (present, payload, confidence, sync z, speed), from the code before the speed work (marked
+#: clips: re-pinned with the budgeted embedder)
 PINNED: dict[str, tuple[bool, bytes | None, float, float, float | None]] = {
     "unmarked_3s_16k": (False, None, 0.0, 3.7603397369384766, None),
-    "marked_3s_16k": (True, b"\n\x0b\x0c\r", 0.999998927116394, 20.92791748046875, 1.0),
-    "marked_speed_16k": (True, b"\n\x0b\x0c\r", 0.999998927116394, 17.048410415649414, 1.0175),
-    "marked_gain_noise_16k": (False, None, 0.0, 4.002776145935059, None),
+    "marked_3s_16k": (True, b"\n\x0b\x0c\r", 0.999998927116394, 20.925363540649414, 1.0),
+    "marked_speed_16k": (True, b"\n\x0b\x0c\r", 0.999998927116394, 17.039827346801758, 1.0175),
+    "marked_gain_noise_16k": (False, None, 0.0, 4.002447605133057, None),
     "unmarked_6s_48k": (False, None, 0.0, 4.3572916984558105, None),
-    "marked_speed_slow_48k": (True, b"\x01\x02\x03\x04", 0.999998927116394, 11.59004020690918, 0.97625),
+    "marked_speed_slow_48k": (True, b"\x01\x02\x03\x04", 0.999998927116394, 19.246225357055664, 0.97625),
     "noise_2s_22k": (False, None, 0.0, 3.8154900074005127, None),
 }
 
@@ -57,7 +64,7 @@ def _check(name: str, r: wm.MarkResult) -> None:
     assert r.present is present, name
     assert r.payload == payload, name
     assert r.confidence == pytest.approx(conf, rel=1e-9, abs=1e-12), name
-    assert r.sync_z == pytest.approx(z, rel=1e-9), name
+    assert r.sync_z == pytest.approx(z, rel=1e-5), name
     assert r.speed == speed, name
 
 

@@ -75,7 +75,9 @@ MAX_GAIN_DB = 6.0  # cap on the change of any one tile
 SHAPE_RANGE = 4.0
 SHAPE_GAMMA = 0.25  # 0: same dB change on every tile; 0.5: same energy change on every tile
 MIN_SNR_DB = 30.5  # embedding never goes below this SNR (mark energy vs signal energy)
-EMBED_ITERS = 4  # closed-loop embedding passes (a 5th gained nothing measurable)
+ALLOC_SNR_MARGIN_DB = 0.05  # the allocation aims this far above MIN_SNR_DB (its energy model is approximate)
+ALLOC_ALPHAS = np.linspace(0.0, 1.5, 16)  # scales of a projection's closed-loop gains the allocation chooses from
+EMBED_ITERS = 3  # closed-loop passes before the allocation (4 found no more marks; 2 found fewer)
 EMBED_RELAX = 1.0  # first step; later steps use a per-projection secant estimate of the response
 RELAX_MAX = 1.5
 CMD_MAX = 0.8  # max total command per projection, in units of DELTA_DB
@@ -697,6 +699,62 @@ def _make_layout(key: bytes) -> _Layout:
                    (on * np.sin(phi)).reshape(shape).astype(np.float32), on.reshape(shape).astype(np.float32))
 
 
+def _allocate(
+    gain: np.ndarray, ef: np.ndarray, proj_of: np.ndarray, mark_energy: float, budget: float,
+    nn: np.ndarray, p0: np.ndarray, p1: np.ndarray, lat: np.ndarray,
+) -> np.ndarray | None:
+    """Per-projection scale (n_slots, PROJ_PER_SLOT) of the closed-loop gains, within an energy budget.
+
+    The closed loop pushes every projection to its lattice point, whatever that costs. Projections differ a
+    lot in what a dB of command buys: one whose tiles are loud and fully weighted moves cheaply, one whose
+    quiet tiles hardly respond (their energy leaks in from a neighbour) costs much and moves little. Scaling
+    the whole mark down to the SNR limit afterwards takes the same share from both. Instead, each projection
+    k picks alpha_k from ALLOC_ALPHAS to maximise its decoding value nn_k * cos(2 pi (p_k(alpha) - lat_k) /
+    DELTA) minus lambda times its mark energy, with p_k(alpha) = p0 + alpha * (p1 - p0) (the loop's own
+    response, linearised) and the energy of tile i modelled as ef_i * (10^(alpha g_i / 20) - 1)^2, calibrated
+    against the measured mark. lambda >= 0 is the smallest that fits the budget. alpha > 1 lets a projection
+    that stopped short of its point (capped command) go further when the budget allows.
+    Returns None when the model cannot be calibrated (no mark energy).
+    """
+    lin = 10.0 ** (gain / 20.0)
+    model_e = float(np.sum(ef * (lin - 1.0) ** 2))
+    if model_e <= 0.0 or mark_energy <= 0.0:
+        return None
+    kappa = mark_energy / model_e
+    n = gain.shape[0]
+    # tiles grouped by projection: (slots, projection, its N_BANDS // PROJ_PER_SLOT tiles)
+    order = np.argsort(proj_of, axis=1, kind="stable").reshape(n, PROJ_PER_SLOT, -1)
+    rows = np.arange(n)[:, None, None]
+    g_a = np.clip(gain[rows, order][..., None] * ALLOC_ALPHAS, -MAX_GAIN_DB, MAX_GAIN_DB)
+    g_a *= math.log(10.0) / 20.0
+    np.expm1(g_a, out=g_a)
+    cost = np.einsum("nmt,nmta->nma", ef[rows, order] * kappa, g_a * g_a)  # (slots, projection, alphas)
+    p_a = p0[:, :, None] + ALLOC_ALPHAS * (p1 - p0)[:, :, None]
+    value = nn[:, :, None] * np.cos(2.0 * np.pi * (p_a - lat[:, :, None]) / DELTA_DB)
+
+    def pick(lam: float) -> tuple[np.ndarray, float]:
+        idx = np.argmax(value - lam * cost, axis=2)  # ties: the smaller alpha
+        return idx, float(np.take_along_axis(cost, idx[:, :, None], axis=2).sum())
+
+    idx, total = pick(0.0)
+    if total > budget:
+        # above this lambda no scale gains more value than it costs: every projection picks alpha 0
+        paid = cost > 1e-12 * budget  # a scale that costs nothing is never what overspends
+        gain_per_e = np.where(paid, value - value[:, :, :1], 0.0) / np.where(paid, cost, 1.0)
+        hi = float(max(gain_per_e.max(), 0.0)) * (1.0 + 1e-9) + 1e-300
+        lo = hi * 1e-15
+        if pick(lo)[1] <= budget:
+            hi = lo
+        for _ in range(30):  # bisection on log lambda: the energy spent falls as lambda rises
+            mid = math.sqrt(lo * hi)
+            if pick(mid)[1] > budget:
+                lo = mid
+            else:
+                hi = mid
+        idx, total = pick(hi)
+    return ALLOC_ALPHAS[idx]
+
+
 # ---- the marker --------------------------------------------------------------------------------------
 
 
@@ -746,7 +804,10 @@ class Marker:
         sr = int(sr)
         mono = _to_mono(x)
         x8 = _resample(mono, sr, SR)
-        w8 = self._watermark_chunked(x8, payload)
+        # the mark energy the SNR guard allows, as energy of the 8 kHz mark signal (resampling a band-limited
+        # signal keeps its mean square, so energies scale with the number of samples)
+        budget = _energy(mono) * 10.0 ** (-(MIN_SNR_DB + ALLOC_SNR_MARGIN_DB) / 10.0) * SR / sr
+        w8 = self._watermark_chunked(x8, payload, budget)
         if w8 is None:
             return samples.copy()
         w = _resample(w8, SR, sr)
@@ -754,7 +815,8 @@ class Marker:
             w = np.concatenate([w, np.zeros(len(mono) - len(w))])
         if len(w) > len(mono):
             w = w[: len(mono)]
-        # SNR guard: never let the mark exceed MIN_SNR_DB below the signal (scales the rare loud-band clips)
+        # SNR guard: never let the mark exceed MIN_SNR_DB below the signal (the allocation already aims just
+        # above it; this catches its model error)
         e_x, e_w = _energy(mono), _energy(w)
         if e_w > 0 and e_w > e_x * 10.0 ** (-MIN_SNR_DB / 10.0):
             w *= math.sqrt(e_x * 10.0 ** (-MIN_SNR_DB / 10.0) / e_w)
@@ -772,22 +834,27 @@ class Marker:
         bits[self._layout.interleave] = coded
         return bits
 
-    def _watermark_chunked(self, x8: np.ndarray, payload: bytes) -> np.ndarray | None:
+    def _watermark_chunked(self, x8: np.ndarray, payload: bytes, budget: float | None) -> np.ndarray | None:
         """The 8 kHz mark signal, computed in chunks of EMBED_CHUNK_SLOTS slots (bounded memory).
 
         Each chunk is analysed with CHUNK_PAD_SLOTS slots of context on both sides; slot indices stay global,
-        so the block pattern runs on seamlessly across chunk borders.
+        so the block pattern runs on seamlessly across chunk borders. `budget` (energy of the 8 kHz mark) is
+        shared between chunks in proportion to their energy; None skips the allocation (every projection
+        keeps its closed-loop gains).
         """
         n_slots = len(x8) // SLOT
         if n_slots <= EMBED_CHUNK_SLOTS + 2 * CHUNK_PAD_SLOTS:
-            return self._watermark_8k(x8, payload)
+            return self._watermark_8k(x8, payload, budget=budget)
+        e_all = max(_energy(x8), 1e-30)
         out = np.zeros(len(x8))
         any_mark = False
         for c0 in range(0, n_slots, EMBED_CHUNK_SLOTS):
             c1 = min(n_slots, c0 + EMBED_CHUNK_SLOTS)
             a = max(0, c0 - CHUNK_PAD_SLOTS)
             b = min(len(x8), (c1 + CHUNK_PAD_SLOTS) * SLOT)
-            w = self._watermark_8k(x8[a * SLOT : b], payload, slot0=a)
+            part = x8[a * SLOT : b]
+            b_part = None if budget is None else budget * _energy(part) / e_all
+            w = self._watermark_8k(part, payload, slot0=a, budget=b_part)
             if w is None:
                 continue
             any_mark = True
@@ -795,13 +862,16 @@ class Marker:
             out[lo:hi] = w[lo - a * SLOT : hi - a * SLOT]
         return out if any_mark else None
 
-    def _watermark_8k(self, x8: np.ndarray, payload: bytes, slot0: int = 0) -> np.ndarray | None:
+    def _watermark_8k(
+        self, x8: np.ndarray, payload: bytes, slot0: int = 0, budget: float | None = None
+    ) -> np.ndarray | None:
         lay = self._layout
         n_slots = len(x8) // SLOT
         if n_slots < 1:
             return None
         spec = _stft(x8)
-        tiles = _tiles(_band_energies(spec))[:n_slots]
+        band_e = _band_energies(spec)
+        tiles = _tiles(band_e)[:n_slots]
         n_slots = tiles.shape[0]
         if n_slots < 1 or not np.any(tiles > 0):
             return None
@@ -813,15 +883,16 @@ class Marker:
         bits = self._codeword(payload)[cols]
         lat = lay.dither[cols] + bits * (DELTA_DB / 2.0)
 
-        def project(vc_: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            q = (w * vc_) @ lay.a
-            nrm = w @ lay.m
+        def project(vc_: np.ndarray, w_: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            q = (w_ * vc_) @ lay.a
+            nrm = w_ @ lay.m
             rows = np.arange(n_slots)[:, None]
             qn = q[rows, cols]
             nn = nrm[rows, cols]
             return qn / np.maximum(nn, 1e-9), nn
 
-        p, nn = project(vc)
+        p, nn = project(vc, w)
+        p0 = p
         target = lat + DELTA_DB * np.round((p - lat) / DELTA_DB)
         active = nn > 0.5  # projections with too little energy are left alone
         gain = np.zeros((n_slots, N_BANDS))
@@ -850,6 +921,12 @@ class Marker:
             wsum[:, mi] = (w * sel).sum(axis=1)
         spread = shape * np.take_along_axis(wsum / np.maximum(grp, 1e-30), proj_of, axis=1)
         sign_spread = sign * spread  # the loop's tile step is sign * spread * the projection's command
+
+        def synth(g: np.ndarray) -> np.ndarray:
+            lin = (10.0 ** (g / 20.0)).astype(np.float32)
+            np.multiply(src, np.repeat(lin, 2 * BAND_BINS, axis=1)[:, None, :], out=dst)  # re and im alike
+            return _istft(y_spec, len(x8))
+
         y8 = x8
         relax = np.full((n_slots, PROJ_PER_SLOT), EMBED_RELAX)  # per-projection inverse response (secant)
         total = np.zeros((n_slots, PROJ_PER_SLOT))
@@ -861,18 +938,27 @@ class Marker:
             total = total + cmd
             step = sign_spread * cmd[rows, proj_of]
             gain = np.clip(gain + step, -MAX_GAIN_DB, MAX_GAIN_DB)
-            lin = (10.0 ** (gain / 20.0)).astype(np.float32)
-            np.multiply(src, np.repeat(lin, 2 * BAND_BINS, axis=1)[:, None, :], out=dst)  # re and im alike
-            y8 = _istft(y_spec, len(x8))
-            if it == EMBED_ITERS - 1:  # the last pass's own effect is not measured: nothing would use it
+            y8 = synth(gain)
+            if it == EMBED_ITERS - 1 and budget is None:  # nothing would use the last pass's own effect
                 break
             t2 = _tiles(_band_energies(_stft(y8)))[:n_slots]
-            _, w, vc2 = _log_and_weights(t2)  # what the detector will compute on the marked clip
+            _, w2, vc2 = _log_and_weights(t2)  # what the detector will compute on the marked clip
             p_old = p
-            p, _ = project(vc2)
+            p, _ = project(vc2, w2)
+            if it == EMBED_ITERS - 1:
+                break
             moved = np.abs(cmd) > 0.02
             resp = np.where(moved, (p - p_old) / np.where(moved, cmd, 1.0), 1.0 / relax)
             relax = np.where(moved, np.clip(1.0 / np.maximum(resp, 0.1), 0.7, RELAX_MAX), relax)
+        if budget is None:
+            return y8 - x8
+        # Spend the energy budget where it buys the most: scale each projection's closed-loop gains by its own
+        # alpha (see `_allocate`) instead of scaling the whole mark down afterwards.
+        ef = band_e[:n_fr].reshape(n_slots, HOPS_PER_SLOT, N_BANDS).sum(axis=1)
+        alpha = _allocate(gain, ef, proj_of, float(np.sum((y8 - x8) ** 2)), budget,
+                          np.where(active, nn, 0.0), p0, p, lat)
+        if alpha is not None:
+            y8 = synth(np.clip(gain * alpha[rows, proj_of], -MAX_GAIN_DB, MAX_GAIN_DB))
         return y8 - x8
 
     # -- detection --
