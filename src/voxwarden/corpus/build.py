@@ -371,7 +371,9 @@ def build_corpus(
     try:
         n_tts = plan.tts if voices else 0
         made = 0
-        for j in range(2 * n_tts):  # some texts are too short once trimmed: try up to twice as many
+        # some texts are too short once trimmed (KLettres letters, short prompts): try up to four times as many.
+        # A build that reached n_tts within 2x is unchanged by the larger bound (the loop stops at n_tts).
+        for j in range(4 * n_tts):
             if made >= n_tts:
                 break
             prog("tts", made, n_tts)
