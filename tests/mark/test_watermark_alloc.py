@@ -118,3 +118,17 @@ def test_allocate_edge_cases() -> None:
     best = pr["p0"][..., None] + wm.ALLOC_ALPHAS * (pr["p1"] - pr["p0"])[..., None] - pr["lat"][..., None]
     want = wm.ALLOC_ALPHAS[np.argmax(np.cos(2 * np.pi * best / wm.DELTA_DB), axis=2)]
     assert np.array_equal(a, want)
+
+
+@pytest.mark.parametrize("level", [1e300, 1e30, 1e-30, 1e-300])
+def test_marks_at_absurd_float_levels_are_found_without_overflow(level: float) -> None:
+    # hostile or mis-scaled float input: the float32 search must neither overflow nor underflow
+    import warnings
+
+    m = Marker(KEY)
+    x = speech_like(3.0, 16000, 6, noise_floor=1e-4).astype(np.float64) * level
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = m.embed(x, 16000, PAYLOAD)
+        r = m.detect(y, 16000)
+    assert r.present and r.payload == PAYLOAD

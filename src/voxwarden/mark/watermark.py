@@ -804,10 +804,13 @@ class Marker:
         sr = int(sr)
         mono = _to_mono(x)
         x8 = _resample(mono, sr, SR)
+        g = _level_scale(x8)  # 1.0 at any ordinary level; energies below are of the scaled signals
+        mono_g = mono * g if g != 1.0 else mono
+        e_x = _energy(mono_g)
         # the mark energy the SNR guard allows, as energy of the 8 kHz mark signal (resampling a band-limited
         # signal keeps its mean square, so energies scale with the number of samples)
-        budget = _energy(mono) * 10.0 ** (-(MIN_SNR_DB + ALLOC_SNR_MARGIN_DB) / 10.0) * SR / sr
-        w8 = self._watermark_chunked(x8, payload, budget)
+        budget = e_x * 10.0 ** (-(MIN_SNR_DB + ALLOC_SNR_MARGIN_DB) / 10.0) * SR / sr
+        w8 = self._watermark_chunked(x8 * g if g != 1.0 else x8, payload, budget)
         if w8 is None:
             return samples.copy()
         w = _resample(w8, SR, sr)
@@ -817,9 +820,11 @@ class Marker:
             w = w[: len(mono)]
         # SNR guard: never let the mark exceed MIN_SNR_DB below the signal (the allocation already aims just
         # above it; this catches its model error)
-        e_x, e_w = _energy(mono), _energy(w)
+        e_w = _energy(w)
         if e_w > 0 and e_w > e_x * 10.0 ** (-MIN_SNR_DB / 10.0):
             w *= math.sqrt(e_x * 10.0 ** (-MIN_SNR_DB / 10.0) / e_w)
+        if g != 1.0:
+            w /= g
         if x.ndim == 1:
             w += x  # the marked signal, in place: no second signal-sized temporary
             return _from_float(w, samples)
@@ -971,6 +976,9 @@ class Marker:
         """
         x = self._check(samples, sr)
         x8 = _resample(_to_mono(x), int(sr), SR)
+        g = _level_scale(x8)
+        if g != 1.0:
+            x8 = x8 * g
         scale = len(x) / (int(sr) * len(x8) / SR) if len(x8) else 1.0  # map 8 kHz seconds to input seconds
         win, hop = int(WINDOW_S * SR), int((WINDOW_S - WINDOW_OVERLAP_S) * SR)
         starts = [0] if len(x8) <= win else list(range(0, len(x8) - win + hop, hop))
@@ -1204,6 +1212,16 @@ def _as_float(samples: np.ndarray) -> np.ndarray:
         mid = (int(info.max) + 1) / 2.0
         return (samples.astype(np.float64) - mid) / mid
     return samples.astype(np.float64) / float(-int(info.min))
+
+
+def _level_scale(x8: np.ndarray) -> float:
+    """A power of two that brings a signal far outside audio levels (hostile or mis-scaled floats, peak
+    above 2^20 or below 2^-20) to a peak near 1, else 1.0. The STFTs run in float32, whose band energies
+    would overflow or underflow there; the mark ignores gain, and a power of two scales exactly."""
+    peak = float(np.max(np.abs(x8))) if len(x8) else 0.0
+    if peak > 2.0**20 or 0.0 < peak < 2.0**-20:
+        return 2.0 ** min(1000, max(-1000, -round(math.log2(peak))))  # 2^1000: denormals stay finite
+    return 1.0
 
 
 def _energy(x: np.ndarray) -> float:
