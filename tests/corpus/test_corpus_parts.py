@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
-import sys
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from _recipes import load_recipe
 
-def _recipe():
-    path = Path(__file__).resolve().parents[2] / "recipes" / "corpus_parts.py"
-    spec = importlib.util.spec_from_file_location("recipe_corpus_parts", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-cp = _recipe()
+cp = load_recipe("corpus_parts")
 
 
 def _corpus(root: Path) -> Path:

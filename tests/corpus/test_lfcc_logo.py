@@ -3,11 +3,9 @@ corpus (the LCNN's folds are tested in tests/detect/test_neural.py)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,19 +13,12 @@ import pytest
 import soundfile as sf
 from scipy.signal import istft, resample_poly, stft
 
+from _recipes import load_recipe
+
 SR = 16000
 TEXTS = ["please call me back when you get this message", "we will meet at the station at seven tonight",
          "my account number has changed since last week"]
 VOICES = ["en+m1", "en+m3", "en+f2", "en+f4", "en-us+m2", "en-us+f3", "en-gb+m4", "en+m5"]
-
-
-def _recipe():
-    path = Path(__file__).resolve().parents[2] / "recipes" / "lfcc_logo.py"
-    spec = importlib.util.spec_from_file_location("recipe_lfcc_logo", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _phase_vocode(x: np.ndarray, rng: np.random.Generator, nperseg: int) -> np.ndarray:
@@ -67,7 +58,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_one_fold_trains_without_the_system_and_scores_it(corpus: Path) -> None:
-    res = _recipe().fold(corpus, "pv128")
+    res = load_recipe("lfcc_logo").fold(corpus, "pv128")
     assert res["system"] == "pv128"
     assert res["n_spoof"] == 24 and res["n_bonafide"] == 6  # every pv128 clip vs the val bona fide
     # phase-vocoded speech is far from espeak's clean pulses, even for a fold that never saw pv128
@@ -75,7 +66,7 @@ def test_one_fold_trains_without_the_system_and_scores_it(corpus: Path) -> None:
 
 
 def test_cli_writes_the_folds_and_rejects_bad_input(corpus: Path, tmp_path: Path) -> None:
-    lfcc_logo = _recipe()
+    lfcc_logo = load_recipe("lfcc_logo")
     out = tmp_path / "logo.json"
     assert lfcc_logo.main([str(corpus), str(out), "--systems", "pv512"]) == 0
     data = json.loads(out.read_text())

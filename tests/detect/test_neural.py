@@ -232,13 +232,9 @@ def test_leave_out_folds_group_and_baseline_scoring(tmp_path: Path) -> None:
 
 def _recipe(name: str):
     """Import a script of recipes/ (not a package) by path."""
-    import importlib.util
+    from _recipes import load_recipe
 
-    path = Path(__file__).resolve().parents[2] / "recipes" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_recipe(name)
 
 
 def test_compare_models_recipe_pairs_two_models_on_the_held_back_clips(tmp_path: Path) -> None:
