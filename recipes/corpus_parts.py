@@ -36,6 +36,7 @@ class PartsError(Exception):
 
 
 def _sha256(path: Path) -> str:
+    # not voxwarden's own helper: this script runs on the device before voxwarden is importable (stdlib only)
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -53,6 +54,8 @@ def pack(corpus: Path, out: Path, max_bytes: int) -> dict:
         raise PartsError(f"{corpus}: no protocol.tsv (not a corpus built by voxwarden corpus build)")
     if max_bytes < 1 << 20:
         raise PartsError("--max-mb must be at least 1")
+    if out.resolve().is_relative_to(corpus.resolve()):
+        raise PartsError(f"{out}: the parts folder must lie outside the corpus (it would pack itself)")
     files = sorted(p for p in corpus.rglob("*") if p.is_file() and not p.is_symlink())
     out.mkdir(parents=True, exist_ok=True)
     groups: list[list[Path]] = [[]]

@@ -8,7 +8,8 @@ scored the way the `Detector` scores files on every clip of S (all splits) again
 clips. That is the protocol of the LCNN's folds (`recipes/gpu_logo.sh`). An LFCC-GMM trains in about 2 min on
 2 cores, so all folds run on a CPU. OUT.json gets one entry per fold: the EER, the trial counts and the
 seconds taken; the script prints its own table. Never point this at shared/data/dev.
-Exit codes: 0 done, 2 bad input (no protocol, unknown system, a fold that cannot train).
+Exit codes: 0 done, 2 bad input (no protocol, unknown system) or a fold that could not train (the
+other folds still run and are written, the failed one with its error).
 """
 
 from __future__ import annotations
@@ -89,21 +90,27 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     results: list[dict] = []
-    try:
-        with ProcessPoolExecutor(max_workers=max(1, a.jobs)) as ex:
-            for res in ex.map(fold, [a.corpus] * len(systems), systems):
-                results.append(res)
-                print(f"{res['system']:18s} EER {100 * res['eer']:5.1f} %  ({res['n_spoof']} spoof / "
-                      f"{res['n_bonafide']} bona fide, {res['seconds']:.0f} s)", flush=True)
-    except Exception as e:  # noqa: BLE001 - a fold that cannot train: report it, exit 2
-        print(f"error: a fold failed: {type(e).__name__}: {e}", file=sys.stderr)
-        return 2
-    mean = float(np.mean([r["eer"] for r in results]))
-    print(f"mean over {len(results)} folds: {100 * mean:.1f} %")
+    failed: list[str] = []
+    with ProcessPoolExecutor(max_workers=max(1, a.jobs)) as ex:
+        futures = {s: ex.submit(fold, a.corpus, s) for s in systems}
+        for s, fut in futures.items():
+            try:
+                res = fut.result()
+            except Exception as e:  # noqa: BLE001 - a fold that cannot train: recorded, the other folds go on
+                results.append({"system": s, "error": f"{type(e).__name__}: {e}"})
+                failed.append(s)
+                print(f"{s:18s} FAILED: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+                continue
+            results.append(res)
+            print(f"{res['system']:18s} EER {100 * res['eer']:5.1f} %  ({res['n_spoof']} spoof / "
+                  f"{res['n_bonafide']} bona fide, {res['seconds']:.0f} s)", flush=True)
+    done = [r["eer"] for r in results if "eer" in r]
+    mean = float(np.mean(done)) if done else float("nan")
+    print(f"mean over {len(done)} folds: {100 * mean:.1f} %" + (f"; failed: {', '.join(failed)}" if failed else ""))
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps({"corpus": str(a.corpus), "model": "lfcc-gmm", "folds": results,
-                                 "mean_eer": mean}, indent=1))
-    return 0
+                                 "mean_eer": mean if done else None}, indent=1))
+    return 2 if failed else 0
 
 
 if __name__ == "__main__":

@@ -100,3 +100,10 @@ def test_bad_input_gives_exit_2(tmp_path: Path) -> None:
     (tmp_path / "parts.json").write_text("not json")
     assert cp.main(["unpack", str(tmp_path / "parts.json"), "--dest", str(tmp_path / "d")]) == 2
     assert cp.main(["unpack", str(tmp_path / "absent.json"), "--dest", str(tmp_path / "d")]) == 2
+
+
+def test_a_parts_folder_inside_the_corpus_is_refused(tmp_path: Path) -> None:
+    c = _corpus(tmp_path)
+    with pytest.raises(cp.PartsError, match="outside the corpus"):
+        cp.pack(c, c / "parts", 1 << 20)
+    assert not (c / "parts").exists()

@@ -73,3 +73,27 @@ def test_cli_writes_the_folds_and_rejects_bad_input(corpus: Path, tmp_path: Path
     assert [f["system"] for f in data["folds"]] == ["pv512"] and data["model"] == "lfcc-gmm"
     assert lfcc_logo.main([str(corpus), str(out), "--systems", "kokor"]) == 2  # not a system of the corpus
     assert lfcc_logo.main([str(tmp_path / "none"), str(out)]) == 2  # no protocol
+
+
+
+_REAL_FOLD = None
+
+
+def _fold_failing_on_pv128(corpus: Path, system: str, seed: int = 0) -> dict:
+    if system == "pv128":
+        raise RuntimeError("this fold cannot train")
+    return _REAL_FOLD(corpus, system, seed)
+
+
+def test_a_fold_that_cannot_train_is_recorded_and_the_others_still_run(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    global _REAL_FOLD
+    lfcc_logo = load_recipe("lfcc_logo")
+    _REAL_FOLD = lfcc_logo.fold
+    monkeypatch.setattr(lfcc_logo, "fold", _fold_failing_on_pv128)
+    out = tmp_path / "logo.json"
+    assert lfcc_logo.main([str(corpus), str(out), "--systems", "pv128,pv512", "--jobs", "2"]) == 2
+    folds = {f["system"]: f for f in json.loads(out.read_text())["folds"]}
+    assert folds["pv128"]["error"] == "RuntimeError: this fold cannot train"
+    assert folds["pv512"]["n_spoof"] == 24 and "eer" in folds["pv512"]
