@@ -1,13 +1,16 @@
 """Leave-one-generator-out EER of the classic countermeasure (LFCC + GMM) on a corpus, on a CPU.
 
     python recipes/lfcc_logo.py CORPUS_DIR OUT.json [--systems espeak-ng,kokoro] [--jobs 2]
+        [--opt n_components=256] [--opt lfcc.n_filters=70]
 
 For each spoof system S of CORPUS_DIR/protocol.tsv: the `lfcc-gmm` recipe (`voxwarden train --model
 lfcc-gmm --seed 0 --holdout 0.15`) is trained on the corpus's `train` rows without S. The fold is then
 scored the way the `Detector` scores files on every clip of S (all splits) against the `val` bona fide
 clips. That is the protocol of the LCNN's folds (`recipes/gpu_logo.sh`). An LFCC-GMM trains in about 2 min on
 2 cores, so all folds run on a CPU. OUT.json gets one entry per fold: the EER, the trial counts and the
-seconds taken; the script prints its own table. Never point this at shared/data/dev.
+seconds taken; the script prints its own table. Never point this at shared/data/dev. `--opt` sets a
+hyper-parameter of the recipe (`train` options of lfcc-gmm; `lfcc.FIELD` an `LfccConfig` field), so a
+variant of the recipe runs through the same folds.
 Exit codes: 0 done, 2 bad input (no protocol, unknown system) or a fold that could not train (the
 other folds still run and are written, the failed one with its error).
 """
@@ -37,7 +40,35 @@ def _rows(protocol: Path) -> tuple[list[str], list[dict[str, str]]]:
     return fields, rows
 
 
-def fold(corpus: Path, system: str, seed: int = 0) -> dict:
+def parse_opts(items: list[str]) -> dict:
+    """`KEY=VALUE` strings -> `train` options; `lfcc.FIELD=VALUE` goes into the `features` dict. Values are
+    read as int, float, true/false or none where they parse so, else kept as text."""
+    opts: dict = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--opt needs KEY=VALUE, got {item!r}")
+        value: object = raw
+        low = raw.lower()
+        if low in ("true", "false"):
+            value = low == "true"
+        elif low == "none":
+            value = None
+        else:
+            for cast in (int, float):
+                try:
+                    value = cast(raw)
+                    break
+                except ValueError:
+                    pass
+        if key.startswith("lfcc."):
+            opts.setdefault("features", {})[key[5:]] = value
+        else:
+            opts[key] = value
+    return opts
+
+
+def fold(corpus: Path, system: str, seed: int = 0, opts: dict | None = None) -> dict:
     """Train without `system` on the `train` rows, score its clips against the `val` bona fide."""
     from voxwarden.audio import load
     from voxwarden.detect.metrics import eer
@@ -52,7 +83,7 @@ def fold(corpus: Path, system: str, seed: int = 0) -> dict:
             w.writeheader()
             w.writerows(r for r in rows if r["split"] == "train" and r["system"] != system)
         model = Path(tmp) / "model"
-        train(proto, corpus / "audio", "lfcc-gmm", model, seed=seed, holdout=0.15)
+        train(proto, corpus / "audio", "lfcc-gmm", model, seed=seed, holdout=0.15, **dict(opts or {}))
         score = _clip_scorer(model)
         scores: dict[str, list[float]] = {"bonafide": [], "spoof": []}
         skipped = 0
@@ -76,7 +107,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out", type=Path)
     ap.add_argument("--systems", default="", help="comma-separated folds (default: every spoof system)")
     ap.add_argument("--jobs", type=int, default=1, help="folds trained at once (each uses ~1-2 cores)")
+    ap.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+                    help="recipe hyper-parameter, repeatable: n_components=256, lfcc.n_filters=70")
     a = ap.parse_args(argv)
+    try:
+        opts = parse_opts(a.opt)
+        if "features" in opts:
+            from voxwarden.detect.train import lfcc_config
+
+            lfcc_config(opts["features"])  # a bad field fails here, before any fold trains
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         _, rows = _rows(a.corpus / "protocol.tsv")
     except (OSError, ValueError) as e:
@@ -92,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict] = []
     failed: list[str] = []
     with ProcessPoolExecutor(max_workers=max(1, a.jobs)) as ex:
-        futures = {s: ex.submit(fold, a.corpus, s) for s in systems}
+        futures = {s: ex.submit(fold, a.corpus, s, 0, opts) for s in systems}
         for s, fut in futures.items():
             try:
                 res = fut.result()
@@ -108,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     mean = float(np.mean(done)) if done else float("nan")
     print(f"mean over {len(done)} folds: {100 * mean:.1f} %" + (f"; failed: {', '.join(failed)}" if failed else ""))
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps({"corpus": str(a.corpus), "model": "lfcc-gmm", "folds": results,
+    a.out.write_text(json.dumps({"corpus": str(a.corpus), "model": "lfcc-gmm", "options": opts, "folds": results,
                                  "mean_eer": mean if done else None}, indent=1))
     return 2 if failed else 0
 

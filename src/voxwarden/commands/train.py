@@ -21,6 +21,9 @@ def train_cmd(
     holdout: Annotated[float, typer.Option(help="Share of speakers held back for calibration.")] = 0.15,
     epochs: Annotated[int | None, typer.Option(help="Neural models: epochs (default: the recipe's).")] = None,
     max_files: Annotated[int | None, typer.Option(help="Use at most N protocol rows (smoke runs).")] = None,
+    split: Annotated[str | None, typer.Option(
+        help="Use only the rows whose 'split' column is this (e.g. train: a corpus's val speakers stay "
+             "unseen).")] = None,
 ) -> None:
     """Train a model that `scan --model DIR` and `Detector.load(DIR)` take (neural models need torch)."""
     from voxwarden.detect.train import TrainError, train
@@ -34,7 +37,7 @@ def train_cmd(
 
         try:
             out_dir = train(protocol, audio_dir, model, out, seed=seed, holdout=holdout, progress=progress,
-                            max_files=max_files, **opts)
+                            max_files=max_files, split=split, **opts)
         except TrainError as e:
             err_console.print(f"[red]training failed:[/red] {e}")
             raise typer.Exit(EXIT_FAILED) from e

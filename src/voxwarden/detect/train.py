@@ -32,7 +32,7 @@ SR = 16000
 WINDOW = 4.0
 HOP = 2.0
 Progress = Callable[[str, float], None]
-_GMM_OPTS = ("n_components", "max_frames", "max_iter", "drop_below_db")
+_GMM_OPTS = ("n_components", "max_frames", "max_iter", "drop_below_db", "features")
 
 
 class TrainError(Exception):
@@ -93,6 +93,17 @@ def _subset(rows: list[ProtocolRow], n: int, seed: int) -> list[ProtocolRow]:
     return out
 
 
+def _only_split(rows: list[ProtocolRow], split: str, protocol: Path) -> list[ProtocolRow]:
+    """The rows of one ``split`` column value; a protocol without that column or value is an error."""
+    if not any("split" in r.extra for r in rows):
+        raise ValueError(f"{protocol} has no 'split' column, so --split {split} cannot select rows")
+    kept = [r for r in rows if r.extra.get("split") == split]
+    if not kept:
+        found = sorted({r.extra.get("split", "") for r in rows})
+        raise ValueError(f"{protocol} has no rows of split {split!r} (found: {', '.join(found)})")
+    return kept
+
+
 # ------------------------------------------------------------------------------------------ audio
 
 
@@ -117,6 +128,21 @@ def _clip_scorer(model_dir: Path) -> Callable[[Any], float]:
 # ------------------------------------------------------------------------------------------ backends
 
 
+def lfcc_config(feats: Any) -> Any:
+    """An `LfccConfig` from one or from a dict of its fields; an unknown field or a bad value raises ValueError
+    (a typo must not silently train the default features)."""
+    from voxwarden.detect.features import LfccConfig
+
+    if isinstance(feats, LfccConfig):
+        return feats
+    if not isinstance(feats, dict):
+        raise ValueError(f"features must be a dict of LFCC fields, got {type(feats).__name__}")
+    unknown = sorted(set(feats) - set(LfccConfig.__dataclass_fields__))
+    if unknown:
+        raise ValueError(f"unknown LFCC fields {unknown} (known: {', '.join(LfccConfig.__dataclass_fields__)})")
+    return LfccConfig.from_dict(feats)
+
+
 def _train_backend(
     model: str, items: list[tuple[np.ndarray, int]], out_dir: Path, seed: int, progress: Progress, opts: dict
 ) -> dict:
@@ -127,6 +153,8 @@ def _train_backend(
         if unknown:
             known = ", ".join(_GMM_OPTS)
             raise ValueError(f"unknown options for lfcc-gmm: {sorted(unknown)} (known: {known})")
+        if "features" in opts:
+            opts["features"] = lfcc_config(opts["features"])
         return train_gmm(items, out_dir, seed=seed, progress=progress, **opts)
     try:
         neural = importlib.import_module("voxwarden.detect.neural")
@@ -166,12 +194,15 @@ def train(
     holdout: float = 0.15,
     progress: Progress | None = None,
     max_files: int | None = None,
+    split: str | None = None,
     **opts: Any,
 ) -> Path:
     """Train ``model`` (``lfcc-gmm`` or a neural architecture name) and write a model directory.
 
-    ``opts`` go to the back end (``n_components``, ``max_frames``, ``max_iter`` for lfcc-gmm; see
-    ``train_neural`` for neural models), except ``name`` and ``version`` which label the card.
+    ``opts`` go to the back end (``n_components``, ``max_frames``, ``max_iter``, ``drop_below_db`` and
+    ``features``, a dict of `LfccConfig` fields, for lfcc-gmm; see ``train_neural`` for neural models),
+    except ``name`` and ``version`` which label the card. ``split`` keeps only the rows whose ``split``
+    column has that value (a corpus's ``train`` rows: its ``val`` speakers then stay unseen).
     Returns ``out_dir``. Raises ``ProtocolError``/``ValueError`` for bad arguments and ``TrainError``
     when training cannot proceed; undecodable audio files are skipped with a warning.
     """
@@ -184,6 +215,8 @@ def train(
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"output {out_dir} exists and is not a folder")
     rows = read_protocol(protocol)
+    if split is not None:
+        rows = _only_split(rows, split, protocol)
     if max_files is not None:
         if max_files < 4:
             raise ValueError("max_files must be at least 4 (two per label, one of each held back)")
@@ -286,6 +319,7 @@ def train(
             f"voxwarden train --protocol {protocol} --audio-dir {audio_dir} --out {out_dir} "
             f"--model {model} --seed {seed} --holdout {holdout}"
             + (f" --max-files {max_files}" if max_files is not None else "")
+            + (f" --split {split}" if split is not None else "")
         )
         card["calibration"] = {"a": a, "b": b}
         card["threshold"] = thr
@@ -300,7 +334,8 @@ def train(
             "seed": seed,
             "holdout": holdout,
             "holdout_grouping": "speaker" if any(r.speaker for r in rows) else "file",
-            "options": {k: v for k, v in opts.items() if isinstance(v, int | float | str | bool | None)},
+            "split": split,
+            "options": {k: v for k, v in opts.items() if isinstance(v, int | float | str | bool | dict | None)},
             "sizes": {
                 "train_bonafide": n_train_bona,
                 "train_spoof": n_train_spoof,
