@@ -73,16 +73,30 @@ def test_cli_writes_the_folds_and_rejects_bad_input(corpus: Path, tmp_path: Path
     assert [f["system"] for f in data["folds"]] == ["pv512"] and data["model"] == "lfcc-gmm"
     assert lfcc_logo.main([str(corpus), str(out), "--systems", "kokor"]) == 2  # not a system of the corpus
     assert lfcc_logo.main([str(tmp_path / "none"), str(out)]) == 2  # no protocol
+    assert lfcc_logo.main([str(corpus), str(out), "--opt", "lfcc.n_filter=30"]) == 2  # typo: no fold trains
+    assert lfcc_logo.main([str(corpus), str(out), "--opt", "n_components"]) == 2  # not KEY=VALUE
+
+
+def test_a_variant_of_the_recipe_runs_through_the_folds(corpus: Path, tmp_path: Path) -> None:
+    lfcc_logo = load_recipe("lfcc_logo")
+    assert lfcc_logo.parse_opts(["n_components=16", "lfcc.n_filters=30", "lfcc.deltas=false", "max_iter=5"]) == {
+        "n_components": 16, "features": {"n_filters": 30, "deltas": False}, "max_iter": 5}
+    out = tmp_path / "v.json"
+    assert lfcc_logo.main([str(corpus), str(out), "--systems", "pv512", "--opt", "n_components=16",
+                           "--opt", "lfcc.n_coefs=12"]) == 0
+    data = json.loads(out.read_text())
+    assert data["options"] == {"n_components": 16, "features": {"n_coefs": 12}}
+    assert data["folds"][0]["n_spoof"] == 24 and 0.0 <= data["folds"][0]["eer"] <= 1.0
 
 
 
 _REAL_FOLD = None
 
 
-def _fold_failing_on_pv128(corpus: Path, system: str, seed: int = 0) -> dict:
+def _fold_failing_on_pv128(corpus: Path, system: str, seed: int = 0, opts: dict | None = None) -> dict:
     if system == "pv128":
         raise RuntimeError("this fold cannot train")
-    return _REAL_FOLD(corpus, system, seed)
+    return _REAL_FOLD(corpus, system, seed, opts)
 
 
 def test_a_fold_that_cannot_train_is_recorded_and_the_others_still_run(

@@ -173,3 +173,39 @@ def test_failed_calibration_leaves_no_card(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(TrainError, match="first failure: .*boom"):
         train(proto, audio, "lfcc-gmm", out, holdout=0.5, n_components=2, max_iter=3)
     assert not (out / "card.json").exists() and not (out / ".provisional").exists()
+
+
+def _with_split(proto: Path, val_speakers: set[str]) -> Path:
+    """The toy protocol plus a `split` column: the given speakers are `val`, the rest `train`."""
+    lines = proto.read_text().splitlines()
+    out = [lines[0] + "\tsplit"]
+    out += [ln + ("\tval" if ln.split("\t")[3] in val_speakers else "\ttrain") for ln in lines[1:]]
+    path = proto.with_name("split.tsv")
+    path.write_text("\n".join(out) + "\n")
+    return path
+
+
+def test_split_keeps_only_that_splits_rows_and_is_recorded(tmp_path: Path) -> None:
+    proto, audio = _corpus(tmp_path, n_speakers=6, per_speaker=2)
+    split_proto = _with_split(proto, {"spk4", "spk5"})
+    out = train(split_proto, audio, "lfcc-gmm", tmp_path / "m", seed=0, holdout=0.25, split="train",
+                n_components=4, max_iter=5, features={"n_filters": 30, "n_coefs": 12})
+    card = json.loads((out / "card.json").read_text())
+    sizes = card["training"]["sizes"]
+    # 4 train speakers x 2 clips x 2 labels = 16 rows; the val speakers' 8 rows are never read
+    assert sizes["train_bonafide"] + sizes["train_spoof"] + sizes["heldback_bonafide"] + sizes["heldback_spoof"] \
+        + sizes["heldback_unscoreable"] == 16
+    assert card["training"]["split"] == "train" and card["training"]["recipe"].endswith("--split train")
+    assert card["features"]["n_filters"] == 30 and card["features"]["n_coefs"] == 12
+    assert card["training"]["options"]["features"] == {"n_filters": 30, "n_coefs": 12}
+    backend = GmmBackend.load(card, out)
+    assert backend.features.n_filters == 30 and backend.features.dim == 36  # 12 coefficients + deltas
+
+    with pytest.raises(ValueError, match="no rows of split 'dev'"):
+        train(split_proto, audio, "lfcc-gmm", tmp_path / "m2", split="dev")
+    with pytest.raises(ValueError, match="no 'split' column"):
+        train(proto, audio, "lfcc-gmm", tmp_path / "m3", split="train")
+    with pytest.raises(ValueError, match="unknown LFCC fields"):
+        train(proto, audio, "lfcc-gmm", tmp_path / "m4", holdout=0.5, features={"n_filter": 30})
+    with pytest.raises(ValueError, match="n_coefs"):
+        train(proto, audio, "lfcc-gmm", tmp_path / "m5", holdout=0.5, features={"n_filters": 10, "n_coefs": 20})
