@@ -106,6 +106,7 @@ def test_train_toy_corpus_end_to_end(tmp_path: Path) -> None:
     assert card["kind"] == "lfcc-gmm" and 0.0 < card["threshold"] < 1.0
     assert card["training"]["sizes"]["skipped_unreadable"] == 3
     assert card["training"]["holdout_grouping"] == "speaker"
+    assert 0.0 < card["training"]["wall_seconds"] < 600.0  # wall time, not the training audio's length
     assert card["metrics"]["heldback_eer"] < 0.2
     assert stages[-1] == ("done", 1.0) and all(0.0 <= f <= 1.0 for _, f in stages)
     fr = [f for _, f in stages]

@@ -16,6 +16,7 @@ import importlib
 import json
 import os
 import shutil
+import time
 import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -206,6 +207,7 @@ def train(
     Returns ``out_dir``. Raises ``ProtocolError``/``ValueError`` for bad arguments and ``TrainError``
     when training cannot proceed; undecodable audio files are skipped with a warning.
     """
+    t_start = time.perf_counter()
     protocol, audio_dir, out_dir = Path(protocol), Path(audio_dir), Path(out_dir)
     report = progress or (lambda stage, frac: None)
     name = str(opts.pop("name", model))
@@ -331,6 +333,9 @@ def train(
                 "audio_dir": str(audio_dir),
             },
             "recipe": recipe,
+            # wall-clock seconds of the whole run (decode, train, score the held-back part, calibrate); the
+            # brief's training budget is read from this. sizes.train_seconds is the training *audio*'s length
+            "wall_seconds": round(time.perf_counter() - t_start, 1),
             "seed": seed,
             "holdout": holdout,
             "holdout_grouping": "speaker" if any(r.speaker for r in rows) else "file",
