@@ -10,6 +10,8 @@
 # OUT_DIR/logo-TAG.log; `python recipes/logo_table.py OUT_DIR/logo-TAG-*.json` prints the table.
 # EPOCHS (16) x 50 steps is the recipe's 800 steps; AUGMENT (0) its augmentation. JOBS (8) folds run at
 # once, DEVICE (cuda) trains them, EXTRA adds trainer options (e.g. --cmvn); on a CPU the same command runs, one fold at a time is ~40 min.
+# KEEP_MODELS=1 keeps each fold's model in OUT_DIR/models-TAG/SYSTEM/ (~0.6 MB each), so the folds can be
+# scored again on a CPU later (e.g. per clip beside recipes/lfcc_logo.py --keep for a fusion study).
 # Never point this at shared/data/dev.
 set -uo pipefail
 CORPUS=${1:?usage: gpu_logo.sh CORPUS_DIR OUT_DIR [SYSTEMS] [TAG] [EPOCHS] [AUGMENT]}
@@ -32,6 +34,7 @@ echo "folds ($TAG, $EPOCHS x 50 steps, augment $AUGMENT): $SYSTEMS"
 echo "$SYSTEMS" | tr ',' '\n' | xargs -P "${JOBS:-8}" -I{} sh -c '
   "$0" -m voxwarden.detect.neural "$1/protocol.tsv" /tmp/unused --logo-only "$2/logo-$3-$7.json" \
     --logo-systems "$7" --logo-epochs "$4" --epochs "$4" --steps-per-epoch 50 --augment "$5" \
-    --device "${DEVICE:-cuda}" --threads 1 --baseline "$6" ${EXTRA:-} >>"$2/logo-$3.log" 2>&1 \
+    --device "${DEVICE:-cuda}" --threads 1 --baseline "$6" ${EXTRA:-} \
+    ${KEEP_MODELS:+--logo-keep "$2/models-$3"} >>"$2/logo-$3.log" 2>&1 \
     && echo "fold $7 done" || echo "fold $7 FAILED"' \
   "$PY" "$CORPUS" "$OUT" "$TAG" "$EPOCHS" "$AUGMENT" "$HERE/../src/voxwarden/models/default" {}

@@ -68,7 +68,7 @@ def parse_opts(items: list[str]) -> dict:
     return opts
 
 
-def fold(corpus: Path, system: str, seed: int = 0, opts: dict | None = None) -> dict:
+def fold(corpus: Path, system: str, seed: int = 0, opts: dict | None = None, keep: Path | None = None) -> dict:
     """Train without `system` on the `train` rows, score its clips against the `val` bona fide."""
     from voxwarden.audio import load
     from voxwarden.detect.metrics import eer
@@ -96,6 +96,11 @@ def fold(corpus: Path, system: str, seed: int = 0, opts: dict | None = None) -> 
                 scores["bonafide" if is_bona else "spoof"].append(score(clip))
             except Exception:  # noqa: BLE001 - too little speech, too short: skip the clip, as the trainer does
                 skipped += 1
+        if keep is not None:  # the fold's model, to score it again later (e.g. per clip, for a fusion study)
+            import shutil
+
+            shutil.rmtree(keep / system, ignore_errors=True)
+            shutil.copytree(model, keep / system)
     e, _ = eer(np.asarray(scores["bonafide"]), np.asarray(scores["spoof"]))
     return {"system": system, "eer": float(e), "n_bonafide": len(scores["bonafide"]),
             "n_spoof": len(scores["spoof"]), "skipped": skipped, "seconds": round(time.perf_counter() - t0, 1)}
@@ -107,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out", type=Path)
     ap.add_argument("--systems", default="", help="comma-separated folds (default: every spoof system)")
     ap.add_argument("--jobs", type=int, default=1, help="folds trained at once (each uses ~1-2 cores)")
+    ap.add_argument("--keep", type=Path, default=None, metavar="DIR",
+                    help="keep each fold's model in DIR/SYSTEM/ (a model folder `--model` and compare_models take)")
     ap.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                     help="recipe hyper-parameter, repeatable: n_components=256, lfcc.n_filters=70")
     a = ap.parse_args(argv)
@@ -134,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict] = []
     failed: list[str] = []
     with ProcessPoolExecutor(max_workers=max(1, a.jobs)) as ex:
-        futures = {s: ex.submit(fold, a.corpus, s, 0, opts) for s in systems}
+        futures = {s: ex.submit(fold, a.corpus, s, 0, opts, a.keep) for s in systems}
         for s, fut in futures.items():
             try:
                 res = fut.result()

@@ -83,20 +83,26 @@ def test_a_variant_of_the_recipe_runs_through_the_folds(corpus: Path, tmp_path: 
         "n_components": 16, "features": {"n_filters": 30, "deltas": False}, "max_iter": 5}
     out = tmp_path / "v.json"
     assert lfcc_logo.main([str(corpus), str(out), "--systems", "pv512", "--opt", "n_components=16",
-                           "--opt", "lfcc.n_coefs=12"]) == 0
+                           "--opt", "lfcc.n_coefs=12", "--keep", str(tmp_path / "folds")]) == 0
     data = json.loads(out.read_text())
     assert data["options"] == {"n_components": 16, "features": {"n_coefs": 12}}
     assert data["folds"][0]["n_spoof"] == 24 and 0.0 <= data["folds"][0]["eer"] <= 1.0
+    # the kept fold model is a model folder like any other: it loads and carries the variant's features
+    from voxwarden.detect.detector import Detector
+
+    det = Detector.load(tmp_path / "folds" / "pv512")
+    assert det.card.kind == "lfcc-gmm" and det.card.raw["features"]["n_coefs"] == 12
 
 
 
 _REAL_FOLD = None
 
 
-def _fold_failing_on_pv128(corpus: Path, system: str, seed: int = 0, opts: dict | None = None) -> dict:
+def _fold_failing_on_pv128(corpus: Path, system: str, seed: int = 0, opts: dict | None = None,
+                           keep: Path | None = None) -> dict:
     if system == "pv128":
         raise RuntimeError("this fold cannot train")
-    return _REAL_FOLD(corpus, system, seed, opts)
+    return _REAL_FOLD(corpus, system, seed, opts, keep)
 
 
 def test_a_fold_that_cannot_train_is_recorded_and_the_others_still_run(

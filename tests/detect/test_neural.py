@@ -220,8 +220,10 @@ def test_leave_out_folds_group_and_baseline_scoring(tmp_path: Path) -> None:
     opts = dict(batch=12, crop_min=0.5, crop_max=0.8, steps_per_epoch=8, threads=1, lr=4e-3)
     seen: list[str] = []
     res = logo_eval(items, tr, ho, seed=0, systems=["sys-0", "sys-1"], group=True, epochs=3,
-                    progress=lambda m, f: seen.append(m), **opts)
+                    progress=lambda m, f: seen.append(m), keep_dir=tmp_path / "folds", **opts)
     assert set(res) == {"sys-0", "sys-1"} and len(seen) == 1 and "sys-0+sys-1" in seen[0]
+    # the kept fold model scores the same trials to the same EER (it is the model that was evaluated)
+    assert left_out_eer(tmp_path / "folds" / "sys-0+sys-1", items, ho, ["sys-0", "sys-1"]) == res
     # the toy artefact is shared by all systems, so a model that never saw sys-0/1 still catches them
     assert max(res.values()) <= 0.2
     from voxwarden.detect.card import ModelError

@@ -587,6 +587,7 @@ def logo_eval(
     progress: Progress | None = None,
     systems: Sequence[str] | None = None,
     group: bool = False,
+    keep_dir: Path | None = None,
     **train_opts: Any,
 ) -> dict[str, float]:
     """Leave-one-generator-out EER: for each spoof system, train without it (on ``tr``) and score it
@@ -594,7 +595,10 @@ def logo_eval(
 
     ``systems`` restricts the folds to those systems (e.g. the neural vocoders); ``group=True`` trains
     ONE model without all of them (stricter than one-out, and one training instead of many) and reports
-    each left-out system's EER against the same held-back bona fide."""
+    each left-out system's EER against the same held-back bona fide. ``keep_dir`` keeps each fold's trained
+    model (``keep_dir/SYSTEM[+SYSTEM...]/``, scoreable like any model folder), so the folds can be scored
+    again later on other trials, e.g. per clip beside another countermeasure's folds, without retraining."""
+    import shutil
     import tempfile
 
     say = progress or (lambda msg, frac: None)
@@ -605,6 +609,10 @@ def logo_eval(
         with tempfile.TemporaryDirectory() as td:
             train_neural([(items[i].audio, items[i].label) for i in tr_k], Path(td), seed=seed, **train_opts)
             out.update(left_out_eer(Path(td), items, ho, names))
+            if keep_dir is not None:
+                dest = Path(keep_dir) / "+".join(names)
+                shutil.rmtree(dest, ignore_errors=True)  # a rerun of the fold replaces it whole
+                shutil.copytree(td, dest)
         say(f"LOGO {'+'.join(names)}: EER " + ", ".join(f"{out[n]:.3f}" for n in names), (k + 1) / len(folds))
     return out
 
@@ -796,6 +804,7 @@ def logo_only(
     group: bool = False,
     baseline: Path | None = None,
     progress: Progress | None = None,
+    keep_dir: Path | None = None,
     **opts: Any,
 ) -> dict[str, Any]:
     """Leave-out folds alone (to run beside the main training): the ``logo_eer`` / ``logo_note`` card
@@ -805,7 +814,7 @@ def logo_only(
     tr, ho, split_how = train_heldout(items, holdout, seed)
     res: dict[str, Any] = {
         "logo_eer": logo_eval(items, tr, ho, seed=seed, progress=say, epochs=epochs, systems=systems,
-                              group=group, **opts),
+                              group=group, keep_dir=keep_dir, **opts),
         "logo_note": (
             f"leave-{'group' if group else 'one-generator'}-out on the training corpus ({split_how}): trained "
             f"({epochs} epochs) without {'the systems together' if group else 'the system'}, scored on it "
@@ -834,6 +843,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--logo-only", type=Path, default=None, metavar="JSON",
                    help="only run the leave-out folds (+ --baseline on the same trials), write JSON, exit; "
                    "merge it into a card with --extra-metrics")
+    p.add_argument("--logo-keep", type=Path, default=None, metavar="DIR",
+                   help="keep each leave-out fold's trained model in DIR/SYSTEM/ (to score the folds again later)")
     p.add_argument("--baseline", type=Path, default=None,
                    help="a model folder (card.json + model.onnx) to score on the same held-back/left-out trials")
     p.add_argument("--dev", type=Path, default=None, help="validation protocol: reported only, never fitted")
@@ -857,7 +868,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.logo_only is not None:
         res = logo_only(args.protocol, seed=args.seed, epochs=args.logo_epochs or max(1, args.epochs // 2),
                         holdout=args.holdout, systems=systems, group=args.logo_group, baseline=args.baseline,
-                        **opts)
+                        keep_dir=args.logo_keep, **opts)
         args.logo_only.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
         return 0
     build_default(
