@@ -75,6 +75,7 @@ def test_cli_writes_the_folds_and_rejects_bad_input(corpus: Path, tmp_path: Path
     assert lfcc_logo.main([str(tmp_path / "none"), str(out)]) == 2  # no protocol
     assert lfcc_logo.main([str(corpus), str(out), "--opt", "lfcc.n_filter=30"]) == 2  # typo: no fold trains
     assert lfcc_logo.main([str(corpus), str(out), "--opt", "n_components"]) == 2  # not KEY=VALUE
+    assert lfcc_logo.main([str(corpus), str(out), "--opt", "lfcc.n_filters=many"]) == 2  # text for a number
 
 
 def test_a_variant_of_the_recipe_runs_through_the_folds(corpus: Path, tmp_path: Path) -> None:

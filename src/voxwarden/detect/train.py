@@ -141,7 +141,10 @@ def lfcc_config(feats: Any) -> Any:
     unknown = sorted(set(feats) - set(LfccConfig.__dataclass_fields__))
     if unknown:
         raise ValueError(f"unknown LFCC fields {unknown} (known: {', '.join(LfccConfig.__dataclass_fields__)})")
-    return LfccConfig.from_dict(feats)
+    try:
+        return LfccConfig.from_dict(feats)
+    except TypeError as e:  # a text where a number belongs fails a comparison inside validate()
+        raise ValueError(f"bad LFCC field value: {e}") from e
 
 
 def _train_backend(
