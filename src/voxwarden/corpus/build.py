@@ -363,7 +363,7 @@ def build_corpus(
     piper: PiperWorker | None = None
     if any(v.engine == "piper" for v in voices) and plan.tts:
         try:
-            piper = PiperWorker()
+            piper = PiperWorker(seed)
         except (TTSError, OSError) as e:
             warnings.append(f"piper unavailable: {e}")
             voices = [v for v in voices if v.engine != "piper"]

@@ -113,7 +113,7 @@ def build_heldout_tts(
     piper = None
     try:
         if any(v.engine == "piper" for v in voices):
-            piper = PiperWorker()
+            piper = PiperWorker(seed)
         for system in systems:
             sv = [v for v in voices if v.system == system]
             tries = 0

