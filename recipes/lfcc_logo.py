@@ -72,11 +72,13 @@ def fold(corpus: Path, system: str, seed: int = 0, opts: dict | None = None, kee
     """Train without `system` on the `train` rows, score its clips against the `val` bona fide."""
     from voxwarden.audio import load
     from voxwarden.detect.metrics import eer
+    from voxwarden.detect.protocol import fold_dir
     from voxwarden.detect.train import _clip_scorer, train
 
     fields, rows = _rows(corpus / "protocol.tsv")
+    dest = fold_dir(keep, system) if keep is not None else None  # a hostile name fails before any training
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix=f"lfcc-logo-{system}-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="lfcc-logo-") as tmp:
         proto = Path(tmp) / "protocol.tsv"
         with open(proto, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=fields, delimiter="\t", lineterminator="\n")
@@ -96,11 +98,11 @@ def fold(corpus: Path, system: str, seed: int = 0, opts: dict | None = None, kee
                 scores["bonafide" if is_bona else "spoof"].append(score(clip))
             except Exception:  # noqa: BLE001 - too little speech, too short: skip the clip, as the trainer does
                 skipped += 1
-        if keep is not None:  # the fold's model, to score it again later (e.g. per clip, for a fusion study)
+        if dest is not None:  # the fold's model, to score it again later (e.g. per clip, for a fusion study)
             import shutil
 
-            shutil.rmtree(keep / system, ignore_errors=True)
-            shutil.copytree(model, keep / system)
+            shutil.rmtree(dest, ignore_errors=True)
+            shutil.copytree(model, dest)
     e, _ = eer(np.asarray(scores["bonafide"]), np.asarray(scores["spoof"]))
     return {"system": system, "eer": float(e), "n_bonafide": len(scores["bonafide"]),
             "n_spoof": len(scores["spoof"]), "skipped": skipped, "seconds": round(time.perf_counter() - t0, 1)}

@@ -119,3 +119,13 @@ def test_resolve_audio(tmp_path: Path) -> None:
         with pytest.raises(ProtocolError, match="escapes"):
             resolve_audio(ProtocolRow(bad, "spoof", "A01"), tmp_path)
 
+
+
+def test_fold_dir_refuses_names_that_leave_the_folder(tmp_path) -> None:
+    from voxwarden.detect.protocol import ProtocolError, fold_dir
+
+    assert fold_dir(tmp_path, "kokoro") == tmp_path / "kokoro"
+    assert fold_dir(tmp_path, "vocos+hifigan-v2") == tmp_path / "vocos+hifigan-v2"
+    for bad in ("", " ", ".", "..", "../x", "a/b", "/etc", "a\\b", "a\0b"):
+        with pytest.raises(ProtocolError, match="cannot name a folder"):
+            fold_dir(tmp_path, bad)

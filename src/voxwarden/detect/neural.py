@@ -610,7 +610,9 @@ def logo_eval(
             train_neural([(items[i].audio, items[i].label) for i in tr_k], Path(td), seed=seed, **train_opts)
             out.update(left_out_eer(Path(td), items, ho, names))
             if keep_dir is not None:
-                dest = Path(keep_dir) / "+".join(names)
+                from voxwarden.detect.protocol import fold_dir
+
+                dest = fold_dir(keep_dir, "+".join(names))
                 shutil.rmtree(dest, ignore_errors=True)  # a rerun of the fold replaces it whole
                 shutil.copytree(td, dest)
         say(f"LOGO {'+'.join(names)}: EER " + ", ".join(f"{out[n]:.3f}" for n in names), (k + 1) / len(folds))

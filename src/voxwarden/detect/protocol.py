@@ -230,3 +230,14 @@ def resolve_audio(row: ProtocolRow, audio_dir: Path | str) -> Path:
         if c.is_file():
             return c
     return base / rel
+
+
+def fold_dir(root: Path | str, name: str) -> Path:
+    """``root/name`` for a folder named after a protocol's system(s) (a kept leave-out fold model).
+
+    System names come from the protocol, which is untrusted: a name that is empty, ``.``/``..`` or holds a
+    path separator would write outside ``root``, so it is refused.
+    """
+    if not name.strip() or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ProtocolError(f"system name {name!r} cannot name a folder")
+    return Path(root) / name
