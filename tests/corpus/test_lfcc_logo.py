@@ -4,56 +4,22 @@ corpus (the LCNN's folds are tested in tests/detect/test_neural.py)."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
-from scipy.signal import istft, resample_poly, stft
 
 from _recipes import load_recipe
+from _toy_corpus import espeak_corpus
 
-SR = 16000
 TEXTS = ["please call me back when you get this message", "we will meet at the station at seven tonight",
          "my account number has changed since last week"]
-VOICES = ["en+m1", "en+m3", "en+f2", "en+f4", "en-us+m2", "en-us+f3", "en-gb+m4", "en+m5"]
-
-
-def _phase_vocode(x: np.ndarray, rng: np.random.Generator, nperseg: int) -> np.ndarray:
-    """A crude copy-synthesis 'generator': STFT magnitude kept, phases drawn at random."""
-    _, _, z = stft(x, SR, nperseg=nperseg, noverlap=3 * nperseg // 4)
-    _, y = istft(np.abs(z) * np.exp(2j * np.pi * rng.random(z.shape)), SR, nperseg=nperseg,
-                 noverlap=3 * nperseg // 4)
-    y = y[: len(x)]
-    return (0.5 * y / np.max(np.abs(y))).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """8 espeak-ng 'speakers' as stand-in bona fide (6 train, 2 val), two phase-vocoder spoof systems."""
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng not installed")
     root = tmp_path_factory.mktemp("lfcc-logo")
-    (root / "audio").mkdir()
-    rng = np.random.default_rng(3)
-    lines = ["file\tlabel\tsystem\tspeaker\tsplit"]
-    for s, voice in enumerate(VOICES):
-        split = "val" if s >= 6 else "train"
-        for k, text in enumerate(TEXTS):
-            wav = root / "t.wav"
-            subprocess.run(["espeak-ng", "-v", voice, "-p", str(30 + 6 * s), "-w", str(wav), text],
-                           check=True, capture_output=True, timeout=30)
-            x, sr = sf.read(wav, dtype="float32")
-            x = resample_poly(x, SR, sr).astype(np.float32)
-            for system, y in (("bonafide", x), ("pv512", _phase_vocode(x, rng, 512)),
-                              ("pv128", _phase_vocode(x, rng, 128))):
-                name = f"s{s}_{k}_{system}.flac"
-                sf.write(root / "audio" / name, y, SR)
-                label = "bonafide" if system == "bonafide" else "spoof"
-                lines.append(f"{name}\t{label}\t{system}\tspk{s}\t{split}")
-    (root / "protocol.tsv").write_text("\n".join(lines) + "\n")
+    espeak_corpus(root, TEXTS, n_speakers=8, n_val=2, systems={"pv512": 512, "pv128": 128})
     return root
 
 
