@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from voxwarden.detect.train import parse_opts  # noqa: F401  (the recipe's --opt; tests call it here)
+
 
 def _rows(protocol: Path) -> tuple[list[str], list[dict[str, str]]]:
     with open(protocol, newline="") as f:
@@ -38,34 +40,6 @@ def _rows(protocol: Path) -> tuple[list[str], list[dict[str, str]]]:
     if not need <= set(fields):
         raise ValueError(f"{protocol}: needs columns {sorted(need)}, has {fields}")
     return fields, rows
-
-
-def parse_opts(items: list[str]) -> dict:
-    """`KEY=VALUE` strings -> `train` options; `lfcc.FIELD=VALUE` goes into the `features` dict. Values are
-    read as int, float, true/false or none where they parse so, else kept as text."""
-    opts: dict = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--opt needs KEY=VALUE, got {item!r}")
-        value: object = raw
-        low = raw.lower()
-        if low in ("true", "false"):
-            value = low == "true"
-        elif low == "none":
-            value = None
-        else:
-            for cast in (int, float):
-                try:
-                    value = cast(raw)
-                    break
-                except ValueError:
-                    pass
-        if key.startswith("lfcc."):
-            opts.setdefault("features", {})[key[5:]] = value
-        else:
-            opts[key] = value
-    return opts
 
 
 def fold(corpus: Path, system: str, seed: int = 0, opts: dict | None = None, keep: Path | None = None) -> dict:

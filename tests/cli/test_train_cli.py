@@ -42,3 +42,20 @@ def test_train_split_reads_only_that_split(tmp_path: Path) -> None:
             "--split", "dev")
     assert p.returncode == EXIT_USAGE and "no rows of split 'dev'" in p.stderr
     assert not (tmp_path / "m2" / "card.json").exists()
+
+
+def test_train_opt_sets_recipe_options(tmp_path: Path) -> None:
+    proto, audio = _protocol(tmp_path)
+    out = tmp_path / "model"
+    p = run("train", "--protocol", str(proto), "--audio-dir", str(audio), "--out", str(out), "--split", "train",
+            "--holdout", "0.25", "--opt", "lfcc.statics=false", "--opt", "lfcc.f_min=300", "--opt", "n_components=8")
+    assert p.returncode == 0, p.stderr
+    card = json.loads((out / "card.json").read_text())
+    assert card["features"]["statics"] is False and card["features"]["f_min"] == 300.0
+    assert card["backend"]["n_components"] == 8
+    for bad, msg in ((["--opt", "lfcc.nope=1"], "unknown LFCC fields"), (["--opt", "n_components"], "KEY=VALUE"),
+                     (["--opt", "lfcc.f_min=9000"], "f_min"), (["--opt", "colour=red"], "unknown options")):
+        p = run("train", "--protocol", str(proto), "--audio-dir", str(audio), "--out", str(tmp_path / "bad"),
+                "--split", "train", *bad)
+        assert p.returncode == EXIT_USAGE and msg in p.stderr, (bad, p.stderr)
+        assert not (tmp_path / "bad" / "card.json").exists()

@@ -99,3 +99,53 @@ def test_bad_config_raises() -> None:
     with pytest.raises(ValueError):
         LfccConfig.from_dict({"n_coefs": 30})
     assert LfccConfig.from_dict({"n_coefs": 19, "junk": 1}).n_coefs == 19
+
+
+def test_defaults_are_the_plain_cepstra() -> None:
+    from voxwarden.detect.features import lfcc_cepstra, lfcc_finish
+
+    x = np.random.default_rng(3).normal(0, 0.1, 8000).astype(np.float32)
+    full = lfcc_cepstra(x)
+    assert lfcc_finish(full) is full  # the baseline recipe passes through untouched
+    np.testing.assert_array_equal(lfcc(x), full)
+
+
+def test_dynamic_only_drops_the_statics() -> None:
+    x = np.random.default_rng(4).normal(0, 0.1, 8000).astype(np.float32)
+    cfg = LfccConfig(statics=False)
+    assert cfg.dim == 40
+    f = lfcc(x, cfg)
+    assert f.shape == (lfcc(x).shape[0], 40)
+    np.testing.assert_array_equal(f, lfcc(x)[:, 20:])
+
+
+def test_cms_centres_the_statics_only() -> None:
+    x = _tone(300.0) + np.random.default_rng(5).normal(0, 0.05, 16000).astype(np.float32)
+    plain, cms = lfcc(x), lfcc(x, LfccConfig(cms=True))
+    assert np.abs(cms[:, :20].mean(axis=0)).max() < 1e-4
+    assert np.abs(plain[:, :20].mean(axis=0)).max() > 0.1
+    np.testing.assert_array_equal(cms[:, 20:], plain[:, 20:])
+    # a gain change shifts c0 only, so mean subtraction removes it
+    louder = lfcc(x * 4.0, LfccConfig(cms=True))
+    np.testing.assert_allclose(louder[:, :20], cms[:, :20], atol=2e-3)
+
+
+def test_sub_band_filterbank() -> None:
+    cfg = LfccConfig(f_min=4000.0)
+    assert cfg.band == (4000.0, 8000.0)
+    fb = linear_filterbank(16000, 512, 20, 4000.0, None)
+    freqs = np.linspace(0, 8000, 257)
+    assert fb[freqs < 4000].max() == 0.0 and fb[freqs > 4100].max() > 0.5
+    # a 1 kHz tone and a 6 kHz tone: only the second shows in the high band
+    low, high = lfcc(_tone(1000.0), cfg), lfcc(_tone(6000.0), cfg)
+    assert high[:, 0].mean() > low[:, 0].mean() + 5  # c0 in log10 units x sqrt(20): ~25 dB apart
+    assert LfccConfig(f_max=4000.0).band == (0.0, 4000.0)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [dict(statics=False, deltas=False), dict(f_min=5000.0, f_max=4000.0), dict(f_max=9000.0), dict(f_min=-1.0)],
+)
+def test_bad_new_fields(kw: dict) -> None:
+    with pytest.raises(ValueError, match="bad LFCC config"):
+        LfccConfig(**kw).validate()

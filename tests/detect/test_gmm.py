@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
+from voxwarden.detect.features import LfccConfig
 from voxwarden.detect.gmm import DiagGmm, GmmBackend, fit_gmm, select_frames, train_gmm
 
 
@@ -93,6 +94,22 @@ def test_train_gmm_writes_loadable_model_that_separates(tmp_path) -> None:
         GmmBackend.load(fields, tmp_path)
     with pytest.raises(ValueError):
         GmmBackend.load({**fields, "sha256": None}, tmp_path)
+
+
+@pytest.mark.parametrize("cfg", [LfccConfig(statics=False), LfccConfig(cms=True), LfccConfig(f_min=2000.0)])
+def test_train_gmm_feature_options_round_trip(tmp_path, cfg: LfccConfig) -> None:
+    rng = np.random.default_rng(2)
+    items = [(_voiced(rng), 0) for _ in range(6)] + [(_buzz(rng), 1) for _ in range(6)]
+    fields = train_gmm(items, tmp_path, seed=0, n_components=4, max_iter=10, features=cfg)
+    fields = json.loads(json.dumps(fields))  # as read back from card.json
+    b = GmmBackend.load(fields, tmp_path)
+    assert b.features == cfg and b.bonafide.dim == cfg.dim
+    x = _voiced(rng)
+    # silent-frame dropping reads c0 before the statics are centred or dropped
+    quiet = np.concatenate([np.zeros(8000, dtype=np.float32), x])
+    assert b.frames_of(quiet).shape[0] == b.frames_of(x).shape[0] + 1  # one frame straddles the edge
+    s = b.score_windows([x, _buzz(rng)])
+    assert s[1] > 0 > s[0]
 
 
 def test_train_gmm_needs_both_labels(tmp_path) -> None:

@@ -24,11 +24,21 @@ def train_cmd(
     split: Annotated[str | None, typer.Option(
         help="Use only the rows whose 'split' column is this (e.g. train: a corpus's val speakers stay "
              "unseen).")] = None,
+    opt: Annotated[list[str] | None, typer.Option(
+        "--opt", metavar="KEY=VALUE",
+        help="A recipe option, repeatable: lfcc-gmm's n_components, max_iter, ... or lfcc.FIELD for a "
+             "feature field (lfcc.statics=false, lfcc.cms=true, lfcc.f_min=4000).")] = None,
 ) -> None:
     """Train a model that `scan --model DIR` and `Detector.load(DIR)` take (neural models need torch)."""
-    from voxwarden.detect.train import TrainError, train
+    from voxwarden.detect.train import TrainError, parse_opts, train
 
-    opts = {} if epochs is None else {"epochs": epochs}
+    try:
+        opts = parse_opts(opt or [])
+    except ValueError as e:
+        err_console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(EXIT_USAGE) from e
+    if epochs is not None:
+        opts["epochs"] = epochs
     with progress_bar(f"train {model}") as bar:
         task = bar.add_task("train", total=1.0)
 

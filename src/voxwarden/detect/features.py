@@ -40,10 +40,19 @@ class LfccConfig:
     n_coefs: int = 20
     preemphasis: float = 0.97
     deltas: bool = True
+    statics: bool = True  # False: only the deltas and double deltas reach the model
+    cms: bool = False  # subtract each clip's (window's) mean of the static coefficients
+    f_min: float = 0.0  # filterbank range in Hz; f_max 0 = half the sample rate
+    f_max: float = 0.0
 
     @property
     def dim(self) -> int:
-        return self.n_coefs * (3 if self.deltas else 1)
+        return self.n_coefs * ((1 if self.statics else 0) + (2 if self.deltas else 0))
+
+    @property
+    def band(self) -> tuple[float, float]:
+        """(low, high) edge of the filterbank in Hz."""
+        return float(self.f_min), float(self.f_max) if self.f_max else self.sample_rate / 2.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,6 +78,11 @@ class LfccConfig:
             raise ValueError(f"bad LFCC config: n_fft {self.n_fft} shorter than the {win}-sample frame")
         if not 1 <= self.n_coefs <= self.n_filters:
             raise ValueError("bad LFCC config: need 1 <= n_coefs <= n_filters")
+        if not (self.statics or self.deltas):
+            raise ValueError("bad LFCC config: statics and deltas are both off (no features left)")
+        lo, hi = self.band
+        if not 0.0 <= lo < hi <= self.sample_rate / 2.0:
+            raise ValueError(f"bad LFCC config: need 0 <= f_min < f_max <= {self.sample_rate / 2.0:g} Hz")
 
     @property
     def win_samples(self) -> int:
@@ -86,10 +100,13 @@ def _hamming(n: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=16)
-def linear_filterbank(sample_rate: int, n_fft: int, n_filters: int) -> np.ndarray:
-    """(n_fft//2+1, n_filters) triangular filters with edges linearly spaced over 0..sample_rate/2."""
+def linear_filterbank(
+    sample_rate: int, n_fft: int, n_filters: int, f_min: float = 0.0, f_max: float | None = None
+) -> np.ndarray:
+    """(n_fft//2+1, n_filters) triangular filters with edges linearly spaced over f_min..f_max
+    (default 0..sample_rate/2)."""
     f = np.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1)
-    edges = np.linspace(0.0, sample_rate / 2.0, n_filters + 2)
+    edges = np.linspace(f_min, sample_rate / 2.0 if f_max is None else f_max, n_filters + 2)
     lo, mid, hi = edges[:-2], edges[1:-1], edges[2:]
     rising = (f[:, None] - lo) / (mid - lo)
     falling = (hi - f[:, None]) / (hi - mid)
@@ -143,21 +160,47 @@ def deltas(feat: np.ndarray, width: int = 3) -> np.ndarray:
     return out
 
 
-def lfcc(x: np.ndarray, cfg: LfccConfig = LfccConfig()) -> np.ndarray:
-    """LFCC (+ deltas + double deltas) of mono audio at ``cfg.sample_rate``: (n_frames, cfg.dim) float32.
+def lfcc_cepstra(x: np.ndarray, cfg: LfccConfig = LfccConfig()) -> np.ndarray:
+    """Static LFCC, then its deltas and double deltas when ``cfg.deltas``: (n_frames, n_coefs * 3 or 1)
+    float32, before any frame selection, mean subtraction or dropping of the statics (`lfcc_finish`).
 
-    Audio shorter than one frame gives zero rows (callers decide whether that is an error).
+    Column 0 is c0, the frame's mean log filterbank energy, which frame selection reads.
     """
     from scipy.fft import dct
 
     p = power_spectrum(x, cfg)
-    fb = linear_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_filters)
+    lo, hi = cfg.band
+    fb = linear_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_filters, lo, None if not cfg.f_max else hi)
     energies = p @ fb
     c = dct(np.log10(energies.astype(np.float64) + _EPS), type=2, norm="ortho", axis=1)[:, : cfg.n_coefs]
     if cfg.deltas:
         d = deltas(c)
         c = np.concatenate([c, d, deltas(d)], axis=1)
     return c.astype(np.float32)
+
+
+def lfcc_finish(feats: np.ndarray, cfg: LfccConfig = LfccConfig()) -> np.ndarray:
+    """Apply ``cms`` and ``statics`` to `lfcc_cepstra` output (after frame selection): (n, cfg.dim).
+
+    Mean subtraction touches only the statics: a delta of a shifted sequence is the same delta.
+    With the defaults this returns its input unchanged.
+    """
+    if cfg.cms and cfg.statics and feats.shape[0]:
+        feats = feats.copy()
+        st = feats[:, : cfg.n_coefs]
+        st -= st.mean(axis=0, dtype=np.float64).astype(np.float32)
+    if not cfg.statics:
+        feats = feats[:, cfg.n_coefs :]
+    return feats
+
+
+def lfcc(x: np.ndarray, cfg: LfccConfig = LfccConfig()) -> np.ndarray:
+    """LFCC features of mono audio at ``cfg.sample_rate``: (n_frames, cfg.dim) float32 — by default
+    20 static coefficients + deltas + double deltas over every frame.
+
+    Audio shorter than one frame gives zero rows (callers decide whether that is an error).
+    """
+    return lfcc_finish(lfcc_cepstra(x, cfg), cfg)
 
 
 def log_power_spectrogram(

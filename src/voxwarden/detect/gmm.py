@@ -28,7 +28,7 @@ from typing import Self
 
 import numpy as np
 
-from voxwarden.detect.features import LfccConfig, lfcc
+from voxwarden.detect.features import LfccConfig, lfcc_cepstra, lfcc_finish
 
 WEIGHTS_FILE = "gmm.npz"
 DEFAULT_DROP_DB = 60.0
@@ -252,7 +252,8 @@ class GmmBackend:
 
     def frames_of(self, audio: np.ndarray) -> np.ndarray:
         """The LFCC frames the models see for one clip or window (after silent-frame dropping)."""
-        return select_frames(lfcc(audio, self.features), self.drop_below_db, self.features.n_filters)
+        cfg = self.features
+        return lfcc_finish(select_frames(lfcc_cepstra(audio, cfg), self.drop_below_db, cfg.n_filters), cfg)
 
     def score_frames(self, feats: np.ndarray) -> float:
         """Mean frame LLR (spoof − bona fide) of a frame matrix."""
@@ -310,7 +311,7 @@ def train_gmm(
     for i, (audio, label) in enumerate(items):
         if label not in (0, 1):
             raise ValueError(f"item {i}: label must be 0 (bona fide) or 1 (spoof), got {label!r}")
-        f = select_frames(lfcc(audio, cfg), drop_below_db, cfg.n_filters)
+        f = lfcc_finish(select_frames(lfcc_cepstra(audio, cfg), drop_below_db, cfg.n_filters), cfg)
         if f.shape[0]:
             per_class[label].append(f)
         if progress is not None and (i % 20 == 0 or i == n_items - 1):

@@ -129,6 +129,34 @@ def _clip_scorer(model_dir: Path) -> Callable[[Any], float]:
 # ------------------------------------------------------------------------------------------ backends
 
 
+def parse_opts(items: list[str]) -> dict:
+    """`KEY=VALUE` strings (CLI `--opt`) -> `train` options; `lfcc.FIELD=VALUE` goes into the `features`
+    dict. Values are read as int, float, true/false or none where they parse so, else kept as text."""
+    opts: dict = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--opt needs KEY=VALUE, got {item!r}")
+        value: object = raw
+        low = raw.lower()
+        if low in ("true", "false"):
+            value = low == "true"
+        elif low == "none":
+            value = None
+        else:
+            for cast in (int, float):
+                try:
+                    value = cast(raw)
+                    break
+                except ValueError:
+                    pass
+        if key.startswith("lfcc."):
+            opts.setdefault("features", {})[key[5:]] = value
+        else:
+            opts[key] = value
+    return opts
+
+
 def lfcc_config(feats: Any) -> Any:
     """An `LfccConfig` from one or from a dict of its fields; an unknown field or a bad value raises ValueError
     (a typo must not silently train the default features)."""
