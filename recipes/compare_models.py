@@ -1,14 +1,16 @@
 """Compare two countermeasure models on a corpus's held-back clips, with a paired bootstrap per system.
 
     python recipes/compare_models.py CORPUS/protocol.tsv MODEL_A MODEL_B [--out cmp.json] [--resamples 2000]
+        [--exclude-system hifigan-universal]
 
 MODEL_A / MODEL_B are folders with card.json + model.onnx (e.g. src/voxwarden/models/default and a
 candidate). Both are scored the way the ``Detector`` scores files (VAD, card windows, aggregation) on the
 `val` split (or the seeded speaker split the trainer would use), on the clips both could score. For the
 whole split and for each spoof system (its clips against every held-back bona fide clip) it prints each
 model's EER and the 95 % bootstrap interval of B − A (``voxwarden.detect.metrics.paired_bootstrap_eer``).
-This is the selection rule's measuring tool (docs/neural-countermeasure.md); never point it at
-shared/data/dev to choose anything.
+`--exclude-system S` (repeatable) adds a group "overall without S": every spoof clip but S's, for a rule
+that must not count a system only one model was trained on. This is the selection rule's measuring tool
+(docs/neural-countermeasure.md); never point it at shared/data/dev to choose anything.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from voxwarden.detect.neural import _detector_scorer, read_protocol, train_heldo
 
 
 def compare(protocol: Path, model_a: Path, model_b: Path, *, resamples: int = 2000, seed: int = 0,
-            holdout: float = 0.2) -> dict:
+            holdout: float = 0.2, exclude: tuple[str, ...] = ()) -> dict:
     """Per-system EER of both models and the bootstrap interval of their difference (B − A)."""
     items = read_protocol(protocol)
     _, ho, split_how = train_heldout(items, holdout, seed)
@@ -51,6 +53,8 @@ def compare(protocol: Path, model_a: Path, model_b: Path, *, resamples: int = 20
         raise ValueError(f"{protocol}: the held-back clips both models could score lack bona fide or spoof "
                          f"({int(bona.sum())} bona fide of {len(idx)})")
     groups = {"overall": labels == 1}
+    if exclude:
+        groups[f"overall without {','.join(exclude)}"] = (labels == 1) & ~np.isin(systems, list(exclude))
     groups.update({s: (labels == 1) & (systems == s) for s in sorted(set(systems[labels == 1]))})
     for name, spoof in groups.items():
         d = paired_bootstrap_eer(sa[bona], sa[spoof], sb[bona], sb[spoof], resamples=resamples, seed=seed)
@@ -67,9 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resamples", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--exclude-system", action="append", default=[], metavar="SYSTEM")
     a = p.parse_args(argv)
     try:
-        res = compare(a.protocol, a.model_a, a.model_b, resamples=a.resamples, seed=a.seed)
+        res = compare(a.protocol, a.model_a, a.model_b, resamples=a.resamples, seed=a.seed,
+                      exclude=tuple(a.exclude_system))
     except (OSError, ValueError, ModelError) as e:  # missing/unreadable protocol or model, nothing scoreable
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -283,6 +283,12 @@ def test_compare_models_recipe_pairs_two_models_on_the_held_back_clips(tmp_path:
     other = cmp.compare(root / "protocol.tsv", models / "default", models / "lfcc-gmm", resamples=50)
     r = other["systems"]["overall"]
     assert r["low"] <= r["diff"] <= r["high"] and r["n_bonafide"] + r["n_spoof"] == other["scored"]
+    # a group without one system: the other system's spoof clips against the same bona fide clips
+    ex = cmp.compare(root / "protocol.tsv", models / "default", models / "lfcc-gmm", resamples=50,
+                     exclude=("espeak-en-gb",))
+    w = ex["systems"]["overall without espeak-en-gb"]
+    us = ex["systems"]["espeak-en-us"]
+    assert w["n_spoof"] == us["n_spoof"] and w["eer_b"] == us["eer_b"]
 
 
 def test_logo_table_recipe_reads_fold_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
