@@ -33,7 +33,7 @@ EPOCHS="${EPOCHS:-32}"          # x 50 steps of 32 crops (1-4 s) = 1,600 steps
 STEPS_PER_EPOCH="${STEPS_PER_EPOCH:-50}"
 THREADS="${THREADS:-2}"
 DEVICE="${DEVICE:-cpu}"
-PY="${PYTHON:-python}"
+PY="${PY:-${PYTHON:-python}}"  # PY as in build_corpus.sh; PYTHON still works
 
 # ---------------------------------------------------------------- corpus half (voxwarden.corpus)
 # Bona fide: shared/data/train when present + Debian speech packages; spoof: espeak-ng, festival, flite,
