@@ -7,7 +7,7 @@
 # SHARED_TRAIN_DIR is shared/data/train when you have it (project developers and CI do; users do not).
 # Without it the corpus uses only the Debian speech packages below, and the vocoder trains on those.
 # Environment: SEED (0), SIZE (default|tiny|large), PY (python3), SKIP_INSTALL=1 to skip apt/pip,
-# TTS_WEIGHTS ("SYSTEM=W ...", see below), PUBLISHED_VOCODERS (see below).
+# TTS_WEIGHTS ("SYSTEM=W ...", see below), PUBLISHED_VOCODERS (see below), MATCH_SPECTRA=1 (see below).
 # Neural vocoders: by default the four shipped checkpoints in recipes/corpus/vocoders/ (hifigan-gan,
 # hifigan-s, hifigan-v2, vocos: corpus-v2); VOCODERS="a.pt b.pt" to use others; TRAIN_VOCODER=1 to
 # train a fresh CPU one (hifigan-s recipe, VOCODER_MINUTES=30) instead. The GPU-trained ones come from
@@ -68,6 +68,8 @@ fi
 ARGS=(corpus build --out "$OUT" --seed "$SEED" --size "$SIZE")
 # TTS_WEIGHTS="kokoro=3 piper-vits=3" draws those TTS systems more often (corpus-v5); empty = corpus-v4
 for w in ${TTS_WEIGHTS:-}; do ARGS+=(--tts-weight "$w"); done
+# MATCH_SPECTRA=1: copy-synthesis clips filtered to their originals' long-term spectra (corpus-v7)
+[[ -n "${MATCH_SPECTRA:-}" ]] && ARGS+=(--match-spectra)
 for v in $VOCODERS; do ARGS+=(--vocoder "$v"); done
 [[ -n "$SHARED" ]] && ARGS+=(--shared-train "$SHARED")
 # (same as `voxwarden corpus build ...` once the command is wired into the CLI)

@@ -260,3 +260,19 @@ def test_tts_weights_draw_a_system_more_often(tmp_path: Path) -> None:
     assert any("not installed here: kokor" in w for w in s.warnings)
     with pytest.raises(CorpusError, match="TTS weights"):
         build_corpus(tmp_path / "bad", size="tiny", tts_weights={"kokoro": 0})
+
+
+def test_match_spectra_changes_only_the_copies_and_is_recorded(tmp_path: Path, fake_corpus: Path) -> None:
+    pytest.importorskip("pyworld")
+    train = make_fake_train(tmp_path / "train")
+    out = tmp_path / "matched"
+    build_corpus(out, seed=3, size="tiny", shared_train=train, tts=False, system_sources=False, match_spectra=True)
+    assert json.loads((out / "manifest.json").read_text())["match_spectra"] is True
+    assert json.loads((fake_corpus / "manifest.json").read_text())["match_spectra"] is False
+    rows = {r["file"]: r for r in read_protocol(fake_corpus / "protocol.tsv")}
+    differ = {"bonafide": 0, "spoof": 0}
+    for r in read_protocol(out / "protocol.tsv"):
+        if r["file"] in rows:
+            a, b = sf.read(out / "audio" / r["file"])[0], sf.read(fake_corpus / "audio" / r["file"])[0]
+            differ[r["label"]] += int(len(a) != len(b) or not np.array_equal(a, b))
+    assert differ["bonafide"] == 0 and differ["spoof"] > 0

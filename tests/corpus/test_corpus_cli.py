@@ -19,10 +19,11 @@ def test_cli_build_and_audit(tmp_path: Path) -> None:
     runner = CliRunner()
     out = tmp_path / "c"
     args = ["build", "--out", str(out), "--size", "tiny", "--shared-train", str(train), "--no-tts",
-            "--no-system-sources", "--seed", "1"]
+            "--no-system-sources", "--seed", "1", "--match-spectra"]
     res = runner.invoke(corpus_app, args)
     assert res.exit_code == 0, res.output
     assert (out / "protocol.tsv").is_file() and (out / "manifest.json").is_file()
+    assert json.loads((out / "manifest.json").read_text())["match_spectra"] is True
     res = runner.invoke(corpus_app, ["audit", str(out), "--threshold", "1.0"])
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)

@@ -323,3 +323,43 @@ def test_slaney_mel_matches_librosa_reference_points() -> None:
     assert abs(float(fb[10, 20]) - 0.011686575) < 1e-7 and abs(float(fb.sum()) - 3.7136884) < 1e-5
     freqs = np.linspace(0, 11025, 513)
     assert freqs[np.argmax(fb[-1])] == 7708.88671875 and fb[:, freqs > 8000].max() == 0.0
+
+
+def test_match_spectrum_removes_a_tilt_and_keeps_the_level() -> None:
+    from voxwarden.corpus.vocoders import match_spectrum
+
+    rng = np.random.default_rng(0)
+    n = 24000
+    env = 0.2 + np.abs(np.sin(np.linspace(0, 10 * np.pi, n)))
+    x = (0.1 * rng.standard_normal(n) * env).astype(np.float32)
+    f = np.fft.rfftfreq(n, 1 / 16000)
+    tilt = np.where(f >= 3000, 10 ** (8 / 20), 1.0)  # +8 dB above 3 kHz, like the vocoders trained here
+    y = np.fft.irfft(np.fft.rfft(x) * tilt, n).astype(np.float32)
+
+    def band_db(s: np.ndarray, lo: float, hi: float) -> float:
+        p = np.abs(np.fft.rfft(s)) ** 2
+        return float(10 * np.log10(p[(f >= lo) & (f < hi)].sum()))
+
+    z = match_spectrum(y, x)
+    assert z.shape == y.shape and z.dtype == np.float32
+    assert band_db(y, 4000, 7500) - band_db(x, 4000, 7500) > 7.5
+    assert abs(band_db(z, 4000, 7500) - band_db(x, 4000, 7500)) < 1.0
+    assert abs(band_db(z, 300, 2500) - band_db(x, 300, 2500)) < 1.0
+    assert abs(np.sqrt(np.mean(z**2)) / np.sqrt(np.mean(x**2)) - 1) < 0.05
+    # the fine structure the 'vocoder' changed stays changed: a copy is not turned back into its original
+    w = (0.1 * rng.standard_normal(n) * env).astype(np.float32)
+    assert np.corrcoef(match_spectrum(w, x), x)[0, 1] < 0.2
+
+
+def test_match_spectrum_rejects_bad_input() -> None:
+    from voxwarden.corpus.vocoders import match_spectrum
+
+    ok = np.zeros(4000, dtype=np.float32)
+    with pytest.raises(VocoderError):
+        match_spectrum(np.zeros(100, dtype=np.float32), ok)
+    with pytest.raises(VocoderError):
+        match_spectrum(np.full(4000, np.nan, dtype=np.float32), ok)
+    with pytest.raises(VocoderError):
+        match_spectrum(np.zeros((2, 4000), dtype=np.float32), ok)
+    silent = match_spectrum(ok, ok)  # silence in, silence out, no division by zero
+    assert np.all(np.isfinite(silent)) and not silent.any()

@@ -35,6 +35,10 @@ def build_cmd(
         list[str] | None,
         typer.Option(help="SYSTEM=WEIGHT: draw that TTS system WEIGHT times as often (e.g. kokoro=3); repeatable."),
     ] = None,
+    match_spectra: Annotated[
+        bool, typer.Option("--match-spectra", help="Filter each copy-synthesis clip to its original's long-term "
+                           "spectrum, so a vocoder's spectral tilt is no cue.")
+    ] = False,
 ) -> None:
     """Build a corpus from the installed real-speech sources, TTS engines and vocoders."""
     from voxwarden.corpus.build import CorpusError, build_corpus
@@ -61,7 +65,7 @@ def build_cmd(
             s = build_corpus(out, seed=seed, size=size, shared_train=shared_train, progress=progress,
                              neural_vocoders=vocoder or (), tts=not no_tts,
                              system_sources=not no_system_sources, balance=not no_balance,
-                             tts_weights=weights)
+                             tts_weights=weights, match_spectra=match_spectra)
         except CorpusError as e:
             err_console.print(f"[red]corpus build failed:[/red] {e}")
             raise typer.Exit(EXIT_FAILED) from e

@@ -238,6 +238,7 @@ def build_corpus(
     system_sources: bool = True,
     balance: bool = True,
     tts_weights: Mapping[str, float] | None = None,
+    match_spectra: bool = False,
 ) -> CorpusSummary:
     """Build a corpus in `out_dir` (created; existing protocol/audio replaced) and return its summary.
 
@@ -250,9 +251,11 @@ def build_corpus(
     (`audit.balance_corpus`); the unbalanced protocol stays in ``protocol-full.tsv``.
     `tts_weights` ({system: weight}, default 1 each) draws a TTS system that often relative to the others
     among those that can speak a text, e.g. ``{"kokoro": 3}`` for three times the clips of a neural voice.
+    `match_spectra` filters every copy-synthesis clip to its original's long-term spectrum
+    (`vocoders.match_spectrum`), so the vocoders' spectral tilt is no cue (corpus-v7).
     """
     from voxwarden.corpus.tts import PiperWorker, TTSError, TTSVoice, available_voices, synthesize
-    from voxwarden.corpus.vocoders import NeuralVocoder, VocoderError, copy_synthesize
+    from voxwarden.corpus.vocoders import NeuralVocoder, VocoderError, copy_synthesize, match_spectrum
 
     if size not in SIZES:
         raise CorpusError(f"unknown size {size!r}; choose from {', '.join(SIZES)}")
@@ -335,6 +338,8 @@ def build_corpus(
         try:
             # vocode the recording, then give it the partner's native channel (see module docstring)
             y = copy_synthesize(x, voc, rng=r)  # type: ignore[arg-type]
+            if match_spectra:
+                y = match_spectrum(y, x)
             y, aug = _finish(y, r, it.channel)
         except (VocoderError, DegradeError, ValueError) as e:
             warnings.append(f"copy-synthesis {vname} failed on {it.key}: {e}")
@@ -433,6 +438,7 @@ def build_corpus(
         "size": size,
         "plan": asdict(plan),
         "tts_weights": weights,
+        "match_spectra": match_spectra,
         "shared_train": str(shared_train) if shared_train else None,
         "clips": len(rows),
         "bonafide": sum(r["label"] == "bonafide" for r in rows),
