@@ -29,10 +29,16 @@ from voxwarden.detect.neural import _detector_scorer, read_protocol, train_heldo
 
 
 def compare(protocol: Path, model_a: Path, model_b: Path, *, resamples: int = 2000, seed: int = 0,
-            holdout: float = 0.2, exclude: tuple[str, ...] = ()) -> dict:
-    """Per-system EER of both models and the bootstrap interval of their difference (B − A)."""
+            holdout: float = 0.2, exclude: tuple[str, ...] = (), all_rows: bool = False) -> dict:
+    """Per-system EER of both models and the bootstrap interval of their difference (B − A).
+
+    `all_rows` scores every row of the protocol (a set neither model trained on, e.g. an unseen generator),
+    instead of the held-back split."""
     items = read_protocol(protocol)
-    _, ho, split_how = train_heldout(items, holdout, seed)
+    if all_rows:
+        ho, split_how = list(range(len(items))), "every row of the protocol"
+    else:
+        _, ho, split_how = train_heldout(items, holdout, seed)
     held = [items[i] for i in ho]
     scorers = [_detector_scorer(Path(m))[0] for m in (model_a, model_b)]
     rows: list[tuple[int, float, float]] = []
@@ -72,14 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--exclude-system", action="append", default=[], metavar="SYSTEM")
+    p.add_argument("--all-rows", action="store_true", help="score every row (a set neither model trained on)")
     a = p.parse_args(argv)
     try:
         res = compare(a.protocol, a.model_a, a.model_b, resamples=a.resamples, seed=a.seed,
-                      exclude=tuple(a.exclude_system))
+                      exclude=tuple(a.exclude_system), all_rows=a.all_rows)
     except (OSError, ValueError, ModelError) as e:  # missing/unreadable protocol or model, nothing scoreable
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"{res['scored']} held-back clips scored ({res['unscoreable']} unscoreable), {res['split']}")
+    print(f"{res['scored']} clips scored ({res['unscoreable']} unscoreable), {res['split']}")
     print(f"{'system':<18} {'A':>7} {'B':>7} {'B-A':>7}  95 % interval      n(bona/spoof)")
     for name, r in res["systems"].items():
         print(f"{name:<18} {r['eer_a']:7.1%} {r['eer_b']:7.1%} {r['diff']:+7.1%}  "

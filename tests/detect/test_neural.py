@@ -289,6 +289,11 @@ def test_compare_models_recipe_pairs_two_models_on_the_held_back_clips(tmp_path:
     w = ex["systems"]["overall without espeak-en-gb"]
     us = ex["systems"]["espeak-en-us"]
     assert w["n_spoof"] == us["n_spoof"] and w["eer_b"] == us["eer_b"]
+    # --all-rows: every row is scored, train rows included (a set neither model trained on)
+    every = cmp.compare(root / "protocol.tsv", models / "default", models / "lfcc-gmm", resamples=50,
+                        all_rows=True)
+    assert every["scored"] + every["unscoreable"] == 12 and every["scored"] > other["scored"]
+    assert every["split"] == "every row of the protocol"
 
 
 def test_logo_table_recipe_reads_fold_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
