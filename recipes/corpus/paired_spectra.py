@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -54,11 +55,28 @@ def band_figures(x: np.ndarray, y: np.ndarray, sr: int = 16000) -> tuple[list[fl
     return dev, gain
 
 
-def main() -> None:
-    import soundfile as sf
+def read_clips(files: list[Path], seconds: float = 3.0) -> list[np.ndarray]:
+    """The first `seconds` of each file at 16 kHz; unreadable or too short files are skipped with a message."""
+    from voxwarden.audio import AudioError, load
 
-    from voxwarden.corpus.sources import to_corpus_rate
-    from voxwarden.corpus.vocoders import NeuralVocoder
+    clips = []
+    for fp in files:
+        try:
+            x = load(fp, sr=16000).samples[: int(seconds * 16000)]
+        except AudioError as e:
+            print(f"skipped {fp}: {e}", file=sys.stderr)
+            continue
+        if len(x) < 8000:
+            print(f"skipped {fp}: shorter than 0.5 s", file=sys.stderr)
+            continue
+        clips.append(x)
+    if not clips:
+        raise SystemExit("no readable clip of at least 0.5 s")
+    return clips
+
+
+def main() -> None:
+    from voxwarden.corpus.vocoders import NeuralVocoder, VocoderError
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train-dir", type=Path, default=ROOT.parent / "shared/data/train")
@@ -67,20 +85,23 @@ def main() -> None:
     a = ap.parse_args()
     if "dev" in a.train_dir.resolve().parts:
         raise SystemExit("refusing a dev folder: this analysis is for training data")
+    if any("=" not in v for v in a.vocoder):
+        raise SystemExit("--vocoder takes NAME=CHECKPOINT")
     vocs = dict(v.split("=", 1) for v in a.vocoder) if a.vocoder else default_vocoders()
     found = sorted(p for p in (a.train_dir / "audio").iterdir() if p.is_file())
     files = found[:: max(1, len(found) // max(1, a.clips))][: a.clips]
     if not files:
         raise SystemExit(f"no audio under {a.train_dir / 'audio'}")
-    clips = []
-    for fp in files:
-        x, sr = sf.read(str(fp), dtype="float32", always_2d=True)
-        clips.append(to_corpus_rate(x.mean(axis=1), sr)[:48000])
+    clips = read_clips(files)
     bands = " ".join(f"{lo / 1000:g}-{hi / 1000:g}k".rjust(8) for lo, hi in zip(EDGES[:-1], EDGES[1:], strict=True))
     print(f"{len(clips)} clips; per band: median |dB| per bin and frame, then the band's energy change (dB)")
     print(f"{'vocoder':20s}{bands}")
     for name, path in vocs.items():
-        voc = NeuralVocoder.load(Path(path))
+        try:
+            voc = NeuralVocoder.load(Path(path))
+        except VocoderError as e:
+            print(f"skipped {name}: {e}", file=sys.stderr)
+            continue
         figs = [band_figures(x, voc(x, 16000, np.random.default_rng(0))) for x in clips]
         dev = np.mean([d for d, _ in figs], axis=0)
         gain = np.mean([g for _, g in figs], axis=0)

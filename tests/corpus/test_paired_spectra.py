@@ -30,3 +30,19 @@ def test_a_brighter_copy_shows_its_tilt_in_the_high_bands_only() -> None:
     assert all(abs(g) < 0.5 for g in gain[:4])  # 0-3 kHz: unchanged
     assert all(5.0 < g < 7.0 for g in gain[6:])  # 5-8 kHz: +6 dB
     assert dev[7] > 5.0 > dev[1]
+
+
+def test_unreadable_and_short_files_are_skipped_with_a_message(tmp_path, capsys) -> None:
+    import pytest
+    import soundfile as sf
+
+    good, bad, short = tmp_path / "good.wav", tmp_path / "bad.wav", tmp_path / "short.wav"
+    sf.write(good, _speechlike(2, 64000) * 0.1, 16000)
+    bad.write_bytes(b"RIFF not really audio")
+    sf.write(short, _speechlike(3, 1000) * 0.1, 16000)
+    clips = ps.read_clips([good, bad, short])
+    assert len(clips) == 1 and len(clips[0]) == 48000  # the first 3 s
+    err = capsys.readouterr().err
+    assert "skipped" in err and "bad.wav" in err and "short.wav" in err
+    with pytest.raises(SystemExit, match="no readable clip"):
+        ps.read_clips([bad])
