@@ -124,9 +124,13 @@ def features(paths: list[Path], encoder: str, jobs: int = 1, cache: Path | None 
     """Pooled encoder vectors for `paths` (str(path) -> vector); clips that fail are left out and reported."""
     have: dict[str, np.ndarray] = {}
     if cache is not None and cache.exists():
-        with np.load(cache, allow_pickle=False) as z:
-            keys, mats = list(z["keys"]), z["vectors"]
-            have = {str(k): mats[i] for i, k in enumerate(keys)}
+        try:
+            with np.load(cache, allow_pickle=False) as z:
+                keys, mats = list(z["keys"]), z["vectors"]
+                have = {str(k): mats[i] for i, k in enumerate(keys)}
+        except Exception as e:  # noqa: BLE001 - a damaged cache is only lost time: recompute and replace it
+            print(f"cache {cache} unreadable ({type(e).__name__}: {e}); recomputing", file=sys.stderr)
+            have = {}
     todo = sorted({str(p) for p in paths} - set(have))
     if todo:
         with ProcessPoolExecutor(max_workers=max(1, jobs), initializer=_init, initargs=(encoder,)) as ex:

@@ -73,6 +73,9 @@ def test_folds_score_the_left_out_system(corpus: Path, tmp_path: Path) -> None:
     # a second run reads every vector from the cache: the same figures
     assert enc.main([str(corpus), str(out), "--encoder", "bands", "--cache", str(cache)]) == 0
     again = json.loads(out.read_text())["folds"]
+    cache.write_bytes(b"damaged")  # a broken cache is recomputed, not a crash
+    assert enc.main([str(corpus), str(out), "--encoder", "bands", "--cache", str(cache)]) == 0
+    assert json.loads(out.read_text())["folds"][0]["eer"] == data["folds"][0]["eer"]
     assert [(f["system"], f["eer"], f["n_spoof"]) for f in again] == [
         (f["system"], f["eer"], f["n_spoof"]) for f in data["folds"]]
 
