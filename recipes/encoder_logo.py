@@ -225,6 +225,9 @@ def run_eval(corpus: Path, feats: dict[str, np.ndarray], protocol: Path, audio: 
     score = fit_logreg(*_xy([r for r in _rows(corpus / "protocol.tsv") if r.get("split") == "train"],
                             corpus / "audio", feats))
     rows = [r for r in _rows(protocol) if str(audio / r["file"]) in eval_feats]
+    labels = {r["label"] for r in rows}
+    if not {"bonafide", "spoof"} <= labels:  # checked before anything is written
+        raise ValueError(f"{protocol}: needs scoreable bona fide and spoof clips ({len(rows)} scored)")
     s = {r["file"]: float(score(eval_feats[str(audio / r["file"])])[0]) for r in rows}
     with open(scores_out, "w") as f:
         f.write("file\tlabel\tsystem\tscore\n")
@@ -271,7 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     if eval_rows is not None:
         eaudio = a.eval_audio or a.eval.parent / "audio"
         efeats = features([eaudio / r["file"] for r in eval_rows], a.encoder, a.jobs)
-        res = run_eval(a.corpus, feats, a.eval, eaudio, efeats, a.out.with_suffix(".scores.tsv"))
+        try:
+            res = run_eval(a.corpus, feats, a.eval, eaudio, efeats, a.out.with_suffix(".scores.tsv"))
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         print("  ".join(f"{k} {100 * v:.1f} %" for k, v in res.items()))
         a.out.write_text(json.dumps({"corpus": str(a.corpus), "encoder": a.encoder, "eval": str(a.eval),
                                      "eer": res, "n_scored": len(efeats), "n_rows": len(eval_rows)}, indent=1))

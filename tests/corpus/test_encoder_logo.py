@@ -86,6 +86,8 @@ def test_eval_trains_on_train_and_scores_another_protocol(corpus: Path, tmp_path
                      "--eval-audio", str(corpus / "audio")]) == 0
     data = json.loads(out.read_text())
     assert set(data["eer"]) == {"overall", "pv128", "pv512"} and data["eer"]["overall"] < 0.2
+    assert enc.main([str(corpus), str(out), "--encoder", "bands", "--eval", str(corpus / "protocol.tsv"),
+                     "--eval-audio", str(tmp_path / "empty")]) == 2  # nothing to score: a clear error
     scores = out.with_suffix(".scores.tsv").read_text().splitlines()
     assert scores[0] == "file\tlabel\tsystem\tscore" and len(scores) == 1 + data["n_scored"]
 
