@@ -192,6 +192,8 @@ def _rows(protocol: Path) -> list[dict[str, str]]:
 
 def _xy(rows: list[dict[str, str]], audio: Path, feats: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     keep = [r for r in rows if str(audio / r["file"]) in feats]
+    if not keep:
+        raise ValueError(f"no scoreable clip among {len(rows)} rows (is there a `split` column with train/val?)")
     x = np.stack([feats[str(audio / r["file"])] for r in keep])
     return x, np.array([r["label"] == "spoof" for r in keep], dtype=np.float64)
 
@@ -283,7 +285,11 @@ def main(argv: list[str] | None = None) -> int:
         a.out.write_text(json.dumps({"corpus": str(a.corpus), "encoder": a.encoder, "eval": str(a.eval),
                                      "eer": res, "n_scored": len(efeats), "n_rows": len(eval_rows)}, indent=1))
         return 0
-    folds = run_folds(a.corpus, systems, feats)
+    try:
+        folds = run_folds(a.corpus, systems, feats)
+    except ValueError as e:  # nothing to train on or to score: a clear error, not a traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     for f in folds:
         print(f"{f['system']:18s} EER {100 * f['eer']:5.1f} %  ({f['n_spoof']} spoof / {f['n_bonafide']} bona fide)")
     mean = float(np.mean([f["eer"] for f in folds]))

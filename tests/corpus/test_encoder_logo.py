@@ -106,5 +106,11 @@ def test_bad_clips_are_skipped_and_bad_input_is_refused(corpus: Path, tmp_path: 
     assert enc.main([str(bad), str(out), "--encoder", "bands"]) == 0  # the run goes on without it
     assert enc.main([str(corpus), str(out), "--encoder", "bands", "--systems", "kokor"]) == 2
     assert enc.main([str(tmp_path / "none"), str(out), "--encoder", "bands"]) == 2
+    nosplit = tmp_path / "nosplit"
+    nosplit.mkdir()
+    (nosplit / "audio").symlink_to(corpus / "audio")
+    lines = (corpus / "protocol.tsv").read_text().splitlines()
+    (nosplit / "protocol.tsv").write_text("\n".join(line.replace("\tval", "\ttrain") for line in lines) + "\n")
+    assert enc.main([str(nosplit), str(out), "--encoder", "bands"]) == 2  # no val bona fide to score against
     with pytest.raises(SystemExit):
         enc.main([str(corpus), str(out), "--encoder", "wav2vec2"])  # not an encoder
