@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         print("no folds found", file=sys.stderr)
         return 1
-    print("| left-out system | EER, fold trained without it | default 0.2, same trials |")
+    print("| left-out system | EER, fold trained without it | shipped default (trained on it), same trials |")
     print("| --- | ---: | ---: |")
     for name, r in rows.items():
         d = "-" if r["default"] is None else f"{r['default']:.1%}"
