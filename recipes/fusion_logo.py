@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import shutil
 import sys
@@ -49,16 +48,10 @@ def _rows(protocol: Path) -> list[dict[str, str]]:
     return rows
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def model_folder(fold: Path, tmp: Path) -> Path:
     """`fold` itself when it has a card; a bare LCNN `model.onnx` gets the default recipe's card in `tmp`."""
+    from voxwarden.detect.card import sha256_file
+
     if (fold / "card.json").is_file():
         return fold
     onnx = fold / "model.onnx"
@@ -68,7 +61,7 @@ def model_folder(fold: Path, tmp: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(onnx, dest / "model.onnx")
     card = {"name": "lcnn-fold", "version": "fold", "kind": "onnx", "file": "model.onnx",
-            "sha256": _sha256(dest / "model.onnx"), "sample_rate": 16000, "window": 4.0, "hop": 2.0,
+            "sha256": sha256_file(dest / "model.onnx"), "sample_rate": 16000, "window": 4.0, "hop": 2.0,
             "calibration": {"a": 1.0, "b": 0.0}, "threshold": 0.5, "aggregation": "mean"}
     (dest / "card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     return dest
