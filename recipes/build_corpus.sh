@@ -6,7 +6,8 @@
 #
 # SHARED_TRAIN_DIR is shared/data/train when you have it (project developers and CI do; users do not).
 # Without it the corpus uses only the Debian speech packages below, and the vocoder trains on those.
-# Environment: SEED (0), SIZE (default|tiny|large), PY (python3), SKIP_INSTALL=1 to skip apt/pip,
+# Environment: SEED (0), SIZE (default|tiny|large), BONAFIDE_CLIPS / COPY_CLIPS / TTS_CLIPS (the size's
+# numbers unless set), PY (python3), SKIP_INSTALL=1 to skip apt/pip,
 # TTS_WEIGHTS ("SYSTEM=W ...", see below), PUBLISHED_VOCODERS (see below), MATCH_SPECTRA=1 (see below).
 # Neural vocoders: by default the four shipped checkpoints in recipes/corpus/vocoders/ (hifigan-gan,
 # hifigan-s, hifigan-v2, vocos: corpus-v2); VOCODERS="a.pt b.pt" to use others; TRAIN_VOCODER=1 to
@@ -70,6 +71,10 @@ ARGS=(corpus build --out "$OUT" --seed "$SEED" --size "$SIZE")
 for w in ${TTS_WEIGHTS:-}; do ARGS+=(--tts-weight "$w"); done
 # MATCH_SPECTRA=1: copy-synthesis clips filtered to their originals' long-term spectra (corpus-v7)
 [[ -n "${MATCH_SPECTRA:-}" ]] && ARGS+=(--match-spectra)
+# BONAFIDE_CLIPS / COPY_CLIPS / TTS_CLIPS: that many clips of the kind instead of the size's number
+[[ -n "${BONAFIDE_CLIPS:-}" ]] && ARGS+=(--bonafide-clips "$BONAFIDE_CLIPS")
+[[ -n "${COPY_CLIPS:-}" ]] && ARGS+=(--copy-clips "$COPY_CLIPS")
+[[ -n "${TTS_CLIPS:-}" ]] && ARGS+=(--tts-clips "$TTS_CLIPS")
 for v in $VOCODERS; do ARGS+=(--vocoder "$v"); done
 [[ -n "$SHARED" ]] && ARGS+=(--shared-train "$SHARED")
 # (same as `voxwarden corpus build ...` once the command is wired into the CLI)

@@ -126,6 +126,13 @@ def test_no_sources_is_a_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not asterisk_items() and not klettres_items(), reason="Debian speech packages absent")
+def test_clip_counts_are_checked_before_anything_is_written(tmp_path: Path) -> None:
+    for counts in ({"copies": 3}, {"copy": -1}, {"bonafide": 0}, {"tts": 2.5}, {"copy": True}, {"copy": 10**6}):
+        with pytest.raises(CorpusError, match="clip counts"):
+            build_corpus(tmp_path / "x", size="tiny", counts=counts)  # type: ignore[arg-type]
+    assert not (tmp_path / "x").exists()
+
+
 def test_tiny_corpus_from_system_sources(tmp_path: Path) -> None:
     pytest.importorskip("pyworld")
     s = build_corpus(tmp_path / "c", seed=0, size="tiny")

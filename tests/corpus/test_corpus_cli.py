@@ -19,11 +19,15 @@ def test_cli_build_and_audit(tmp_path: Path) -> None:
     runner = CliRunner()
     out = tmp_path / "c"
     args = ["build", "--out", str(out), "--size", "tiny", "--shared-train", str(train), "--no-tts",
-            "--no-system-sources", "--seed", "1", "--match-spectra"]
+            "--no-system-sources", "--seed", "1", "--match-spectra", "--copy-clips", "5"]
     res = runner.invoke(corpus_app, args)
     assert res.exit_code == 0, res.output
     assert (out / "protocol.tsv").is_file() and (out / "manifest.json").is_file()
-    assert json.loads((out / "manifest.json").read_text())["match_spectra"] is True
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["match_spectra"] is True
+    assert manifest["plan"]["copy"] == 5 and manifest["plan"]["bonafide"] == 12  # only the named count changes
+    copies = [ln for ln in (out / "protocol.tsv").read_text().splitlines() if "\tcopy-synthesis:" in ln]
+    assert len(copies) == 5
     res = runner.invoke(corpus_app, ["audit", str(out), "--threshold", "1.0"])
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
@@ -37,6 +41,9 @@ def test_cli_usage_errors(tmp_path: Path) -> None:
     assert res.exit_code == 3
     res = runner.invoke(corpus_app, ["build", "--out", str(tmp_path / "c"), "--size", "gigantic"])
     assert res.exit_code == 2
+    res = runner.invoke(corpus_app, ["build", "--out", str(tmp_path / "c"), "--copy-clips", "-1"])
+    assert res.exit_code == 2 and "clip counts" in res.output  # a clear error, nothing built
+    assert not (tmp_path / "c").exists()
     res = runner.invoke(corpus_app, ["audit", str(tmp_path / "nothing")])
     assert res.exit_code == 2
     res = runner.invoke(corpus_app, ["build", "--out", str(tmp_path / "c"), "--tts-weight", "kokoro=lots"])

@@ -39,6 +39,14 @@ def build_cmd(
         bool, typer.Option("--match-spectra", help="Filter each copy-synthesis clip to its original's long-term "
                            "spectrum, so a vocoder's spectral tilt is no cue.")
     ] = False,
+    bonafide_clips: Annotated[
+        int | None, typer.Option(help="Bona fide clips to draw, instead of the size's number.")
+    ] = None,
+    copy_clips: Annotated[
+        int | None, typer.Option(help="Copy-synthesis clips, instead of the size's number (grow one part of "
+                                 "the corpus without re-dividing the others).")
+    ] = None,
+    tts_clips: Annotated[int | None, typer.Option(help="TTS clips, instead of the size's number.")] = None,
 ) -> None:
     """Build a corpus from the installed real-speech sources, TTS engines and vocoders."""
     from voxwarden.corpus.build import CorpusError, build_corpus
@@ -65,7 +73,9 @@ def build_cmd(
             s = build_corpus(out, seed=seed, size=size, shared_train=shared_train, progress=progress,
                              neural_vocoders=vocoder or (), tts=not no_tts,
                              system_sources=not no_system_sources, balance=not no_balance,
-                             tts_weights=weights, match_spectra=match_spectra)
+                             tts_weights=weights, match_spectra=match_spectra,
+                             counts={k: v for k, v in (("bonafide", bonafide_clips), ("copy", copy_clips),
+                                                       ("tts", tts_clips)) if v is not None})
         except CorpusError as e:
             err_console.print(f"[red]corpus build failed:[/red] {e}")
             raise typer.Exit(EXIT_FAILED) from e

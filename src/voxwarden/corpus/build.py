@@ -22,7 +22,7 @@ import time
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +61,8 @@ class SizePlan:
     crop_max: float = 6.0
     vocoders: tuple[str, ...] = ("world", "griffinlim", "melgl", "lpc", "sinusoidal")
 
+
+MAX_CLIPS = 100_000  # per kind: a typo (a zero too many) fails at once instead of filling the disk
 
 SIZES: dict[str, SizePlan] = {
     "tiny": SizePlan(bonafide=12, copy=8, tts=6, crop_max=2.0, vocoders=("world", "griffinlim", "lpc")),
@@ -239,6 +241,7 @@ def build_corpus(
     balance: bool = True,
     tts_weights: Mapping[str, float] | None = None,
     match_spectra: bool = False,
+    counts: Mapping[str, int] | None = None,
 ) -> CorpusSummary:
     """Build a corpus in `out_dir` (created; existing protocol/audio replaced) and return its summary.
 
@@ -253,6 +256,8 @@ def build_corpus(
     among those that can speak a text, e.g. ``{"kokoro": 3}`` for three times the clips of a neural voice.
     `match_spectra` filters every copy-synthesis clip to its original's long-term spectrum
     (`vocoders.match_spectrum`), so the vocoders' spectral tilt is no cue (corpus-v7).
+    `counts` overrides how many clips the size asks for, by kind (``bonafide``, ``copy``, ``tts``), so a corpus
+    can grow one part without re-dividing the others (e.g. more copy-synthesis beside a longer vocoder list).
     """
     from voxwarden.corpus.tts import PiperWorker, TTSError, TTSVoice, available_voices, synthesize
     from voxwarden.corpus.vocoders import NeuralVocoder, VocoderError, copy_synthesize, match_spectrum
@@ -260,6 +265,15 @@ def build_corpus(
     if size not in SIZES:
         raise CorpusError(f"unknown size {size!r}; choose from {', '.join(SIZES)}")
     plan = SIZES[size]
+    if counts:
+        unknown = sorted(set(counts) - {"bonafide", "copy", "tts"})
+        if unknown:
+            raise CorpusError(f"unknown clip counts {unknown}; use bonafide, copy or tts")
+        bad_n = {k: v for k, v in counts.items() if isinstance(v, bool) or not isinstance(v, int)
+                 or not (1 if k == "bonafide" else 0) <= v <= MAX_CLIPS}
+        if bad_n:
+            raise CorpusError(f"clip counts must be whole numbers in 0..{MAX_CLIPS} (bonafide at least 1): {bad_n}")
+        plan = replace(plan, **dict(counts))
     weights = dict(tts_weights or {})
     bad = {k: v for k, v in weights.items() if not (isinstance(v, int | float) and 0 < v <= 100)}
     if bad:
