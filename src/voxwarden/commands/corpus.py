@@ -149,5 +149,25 @@ def heldout_cmd(
         err_console.print(f"[yellow]warning:[/yellow] {w}")
 
 
+@corpus_app.command("leave-out")
+def leave_out_cmd(
+    corpus: Annotated[Path, typer.Argument(help="Corpus folder (protocol.tsv + audio/).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (protocol.tsv, unseen.tsv, audio link).")],
+    system: Annotated[list[str], typer.Option(help="Generator to leave out of training; repeatable.")],
+    split: Annotated[str, typer.Option(help="Corpus split whose bona fide rows go beside the unseen clips.")] = "val",
+) -> None:
+    """Leave generators out: OUT/protocol.tsv without them, OUT/unseen.tsv = them + held-back bona fide."""
+    from voxwarden.corpus.build import CorpusError
+    from voxwarden.corpus.leaveout import leave_out
+
+    try:
+        s = leave_out(corpus, system, out, split=split)
+    except CorpusError as e:
+        err_console.print(f"[red]leave-out failed:[/red] {e}")
+        raise typer.Exit(EXIT_FAILED) from e
+    typer.echo(json.dumps({"out": str(s.out_dir), "kept": s.kept, "left_out": s.left_out,
+                           "unseen_bonafide": s.unseen_bonafide, "systems": s.systems}))
+
+
 if __name__ == "__main__":  # `python -m voxwarden.commands.corpus build ...` (used by recipes/)
     corpus_app()
