@@ -84,6 +84,12 @@ def test_leave_out_rejects_bad_folders(tmp_path: Path) -> None:
     (bad / "protocol.tsv").write_text("file\tlabel\nx.flac\tspoof\n")
     with pytest.raises(CorpusError, match="'system' and 'split'"):
         leave_out(bad, ["voc-a"], tmp_path / "o3")
+    short = _corpus(tmp_path / "short", ROWS)
+    with (short / "protocol.tsv").open("a") as f:
+        f.write("x.flac\tspoof\n")  # a truncated last line
+    with pytest.raises(CorpusError, match="line 13 has fewer columns"):
+        leave_out(short, ["voc-a"], tmp_path / "o4")
+    assert not (tmp_path / "o4").exists()
 
 
 def test_cli_leave_out(tmp_path: Path) -> None:

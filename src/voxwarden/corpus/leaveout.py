@@ -79,6 +79,10 @@ def leave_out(corpus: Path, systems: Sequence[str], out_dir: Path, *, split: str
     rows = read_protocol(protocol)
     if rows and not {"system", "split"} <= set(rows[0]):
         raise CorpusError(f"{protocol}: needs 'system' and 'split' columns (a corpus built by voxwarden)")
+    short = next((i for i, r in enumerate(rows, 2) if None in (r.get("file"), r.get("label"), r.get("system"),
+                                                                 r.get("split"))), None)
+    if short is not None:
+        raise CorpusError(f"{protocol}: line {short} has fewer columns than the header")
     present = Counter(r["system"] for r in rows if r["label"] != "bonafide")
     unknown = sorted(set(names) - set(present))
     if unknown:
