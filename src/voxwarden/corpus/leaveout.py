@@ -17,7 +17,6 @@ written to temporary files first and then renamed, so a failure never leaves hal
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections import Counter
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from voxwarden.corpus.build import CorpusError, read_protocol, write_protocol
+from voxwarden.detect.card import sha256_file
 
 __all__ = ["LeaveOutSummary", "leave_out"]
 
@@ -41,14 +41,6 @@ class LeaveOutSummary:
     left_out: int
     unseen_bonafide: int
     systems: list[str]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _write_atomic(path: Path, rows: Sequence[dict[str, str]]) -> None:
@@ -113,7 +105,7 @@ def leave_out(corpus: Path, systems: Sequence[str], out_dir: Path, *, split: str
             os.symlink(audio, link, target_is_directory=True)
         _write_atomic(out_dir / "protocol.tsv", kept)
         _write_atomic(out_dir / "unseen.tsv", held + bona_held)
-        info = {"corpus": str(corpus), "corpus_protocol_sha256": _sha256(protocol), "left_out": names,
+        info = {"corpus": str(corpus), "corpus_protocol_sha256": sha256_file(protocol), "left_out": names,
                 "split_of_unseen_bonafide": split, "rows": len(rows), "kept": len(kept), "left_out_rows": len(held),
                 "left_out_by_system": {s: present[s] for s in names}, "unseen_bonafide": len(bona_held)}
         tmp = out_dir / "leave-out.json.tmp"
