@@ -50,8 +50,9 @@ def test_leave_out_splits_rows_and_links_audio(tmp_path: Path) -> None:
     s2 = leave_out(corpus, ["voc-a"], tmp_path / "o")
     assert (s2.protocol.read_bytes(), s2.unseen.read_bytes()) == before
     # two systems at once
-    s3 = leave_out(corpus, ["voc-a", "voc-b"], tmp_path / "o3")
-    assert s3.left_out == 4 and {r["system"] for r in read_protocol(s3.protocol)} == {"bonafide", "world"}
+    s3 = leave_out(corpus, ["voc-a", "voc-b", "voc-a"], tmp_path / "o3")
+    assert s3.systems == ["voc-a", "voc-b"] and s3.left_out == 4
+    assert {r["system"] for r in read_protocol(s3.protocol)} == {"bonafide", "world"}
 
 
 @pytest.mark.parametrize(

@@ -60,7 +60,7 @@ def leave_out(corpus: Path, systems: Sequence[str], out_dir: Path, *, split: str
     corpus's audio, or a result with no bona fide or no spoof row left.
     """
     corpus, out_dir = Path(corpus), Path(out_dir)
-    names = [str(s).strip() for s in systems]
+    names = list(dict.fromkeys(str(s).strip() for s in systems))  # a system named twice is left out once
     if not names or any(not s for s in names):
         raise CorpusError("name at least one system to leave out (an empty name is not a system)")
     if "bonafide" in names:
