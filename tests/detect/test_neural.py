@@ -12,6 +12,7 @@ pytest.importorskip("onnxruntime")
 from voxwarden.detect.neural import (  # noqa: E402
     LogSpectrogram,
     NeuralConfig,
+    OCSoftmaxLoss,
     build_model,
     eer,
     export_onnx,
@@ -111,6 +112,43 @@ def test_toy_set_separates_and_is_deterministic(tmp_path: Path) -> None:
     w = [test[0][0], test[1][0]]
     np.testing.assert_allclose(be_a.score_windows(w), be_b.score_windows(w), atol=1e-5)
     assert again["training"]["final_loss"] == fields["training"]["final_loss"]
+
+
+def test_ocsoftmax_loss_follows_the_margins() -> None:
+    loss = OCSoftmaxLoss(20.0, (0.9, 0.2))
+    # outputs are -alpha * cos: a bona fide row at cos 1 and a spoof row at cos -1 cost almost nothing
+    good = loss(torch.tensor([-20.0, 20.0]), torch.tensor([0.0, 1.0]))
+    assert float(good) < 0.2
+    # labels swapped: softplus(20 (1 - 0.2)) for the "spoof" at cos 1, softplus(20 (0.9 + 1)) for the other
+    bad = loss(torch.tensor([-20.0, 20.0]), torch.tensor([1.0, 0.0]))
+    assert float(bad) == pytest.approx((20 * 0.8 + 20 * 1.9) / 2, rel=1e-3)
+    # the margins, not zero, are the decision points: bona fide at cos 0.5 is still penalised
+    assert float(loss(torch.tensor([-10.0]), torch.tensor([0.0]))) == pytest.approx(
+        float(torch.nn.functional.softplus(torch.tensor(20 * 0.4))), rel=1e-5
+    )
+
+
+def test_ocsoftmax_head_exports_bounded_scores_and_learns_the_toy_set(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = build_model(NeuralConfig(head="ocsoftmax")).eval()
+    assert export_onnx(net, tmp_path / "m.onnx") <= 1e-4
+    x = torch.randn(3, SR) * 0.2
+    out = net(x).detach().numpy()
+    assert out.shape == (3,) and np.all(np.abs(out) <= 20.0 + 1e-4)  # -alpha * cosine
+    with pytest.raises(ValueError, match="unknown head"):
+        build_model(NeuralConfig(head="arcface"))
+
+    fields = train_neural(
+        _toy(48, 1), tmp_path / "oc", seed=3, epochs=6, head="ocsoftmax", batch=12, crop_min=0.5,
+        crop_max=0.8, steps_per_epoch=8, threads=1, lr=1e-2,
+    )
+    assert fields["architecture"]["head"] == "ocsoftmax"
+    assert fields["architecture"]["oc_margins"] == (0.9, 0.2)
+    test = _toy(40, 99)
+    scores = score_clips(tmp_path / "oc", [a for a, _ in test], window=1.0, hop=0.5)
+    labels = np.array([lab for _, lab in test])
+    assert eer(scores, labels)[0] <= 0.1
+    assert scores[labels == 1].mean() > scores[labels == 0].mean()  # higher = more likely synthetic
 
 
 def test_eer_and_logistic_fit() -> None:

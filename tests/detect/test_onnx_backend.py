@@ -1,6 +1,7 @@
 """OnnxBackend: loading a card directory, grouping by length, bad inputs, bad models (no torch needed)."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper  # noqa: E402
 
 
-def _toy_model(path: Path) -> None:
+def _toy_model(path: Path, factor: float = 100.0) -> None:
     """logit = mean(x^2) * 100 + length/1e5: depends on content and on length (catches padding)."""
     x = helper.make_tensor_value_info("waveform", TensorProto.FLOAT, ["batch", "samples"])
     y = helper.make_tensor_value_info("logit", TensorProto.FLOAT, ["batch"])
@@ -28,7 +29,7 @@ def _toy_model(path: Path) -> None:
         helper.make_node("Add", ["e", "lenterm"], ["logit"]),
     ]
     inits = [
-        helper.make_tensor("hundred", TensorProto.FLOAT, [], [100.0]),
+        helper.make_tensor("hundred", TensorProto.FLOAT, [], [factor]),
         helper.make_tensor("one", TensorProto.INT64, [], [1]),
         helper.make_tensor("scale", TensorProto.FLOAT, [], [1e5]),
     ]
@@ -85,6 +86,17 @@ def test_session_is_shared_per_process(model_dir: Path) -> None:
     assert a.session is b.session
     c = OnnxBackend.load({"file": "model.onnx"}, model_dir, threads=2)
     assert c.session is not a.session
+
+
+def test_model_rewritten_at_the_same_path_gets_a_new_session(model_dir: Path) -> None:
+    w = [np.full(8000, 0.5, np.float32)]
+    before = OnnxBackend.load({"file": "model.onnx"}, model_dir).score_windows(w)[0]
+    st = (model_dir / "model.onnx").stat()
+    _toy_model(model_dir / "model.onnx", factor=300.0)  # a retrain into the same folder
+    os.utime(model_dir / "model.onnx", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    after = OnnxBackend.load({"file": "model.onnx"}, model_dir).score_windows(w)[0]
+    assert before == pytest.approx(25.0 + 0.08, rel=1e-4)
+    assert after == pytest.approx(75.0 + 0.08, rel=1e-4)
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,11 @@ class NeuralConfig:
     channels: tuple[int, ...] = (8, 16, 32, 48)
     dropout: float = 0.3
     cmvn: bool = False  # per-bin mean normalisation over time (channel-robust, loses spectral tilt)
+    # "linear": one logit trained with binary cross-entropy. "ocsoftmax": one-class softmax (Zhang, Jiang &
+    # Duan 2021): the pooled vector's cosine s with a learned unit direction; output -oc_alpha * s
+    head: str = "linear"
+    oc_alpha: float = 20.0
+    oc_margins: tuple[float, float] = (0.9, 0.2)  # bona fide pulled above the first, spoof pushed below the second
 
     @property
     def bins(self) -> int:
@@ -109,13 +114,55 @@ class LCNNLite(nn.Module):
             c_in = c
         self.body = nn.Sequential(*layers)
         self.drop = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(2 * c_in, 1)
+        if cfg.head == "linear":
+            self.head = nn.Linear(2 * c_in, 1)
+        elif cfg.head == "ocsoftmax":
+            self.head = OCSoftmaxHead(2 * c_in, cfg.oc_alpha)
+        else:
+            raise ValueError(f"unknown head {cfg.head!r} (known: linear, ocsoftmax)")
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         h = self.body(self.front(wave))  # [B, C, F', T']
         h = h.mean(dim=2)  # average over frequency -> [B, C, T']
         pooled = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)  # time mean + max
         return self.head(self.drop(pooled)).squeeze(1)
+
+
+class OCSoftmaxHead(nn.Module):
+    """One-class head: ``-alpha * cos(x, w)``, shape ``[B, 1]``, for a learned direction ``w``.
+
+    Higher = more likely synthetic, like the linear head's logit.
+    Bona fide speech is pulled towards ``w`` and every spoof pushed away from it (``OCSoftmaxLoss``), so
+    the spoofs need not share one region: the point is generators never seen in training.
+    """
+
+    def __init__(self, dim: int, alpha: float) -> None:
+        super().__init__()
+        self.alpha = float(alpha)
+        self.center = nn.Parameter(torch.randn(dim) / math.sqrt(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xn = x * torch.rsqrt(x.pow(2).sum(dim=1, keepdim=True) + 1e-12)
+        w = self.center * torch.rsqrt(self.center.pow(2).sum() + 1e-12)
+        return -self.alpha * (xn @ w[:, None])  # [B, 1], like nn.Linear(dim, 1)
+
+
+class OCSoftmaxLoss(nn.Module):
+    """OC-softmax loss on ``-alpha * s`` outputs.
+
+    softplus(alpha (m0 - s)) for label 0 (bona fide), softplus(alpha (s - m1)) for label 1 (spoof).
+    """
+
+    def __init__(self, alpha: float, margins: tuple[float, float]) -> None:
+        super().__init__()
+        self.alpha = float(alpha)
+        self.m_real, self.m_fake = float(margins[0]), float(margins[1])
+
+    def forward(self, out: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        s = -out / self.alpha
+        real = nn.functional.softplus(self.alpha * (self.m_real - s))
+        fake = nn.functional.softplus(self.alpha * (s - self.m_fake))
+        return torch.where(label > 0.5, fake, real).mean()
 
 
 MODELS: dict[str, type[nn.Module]] = {"lcnn": LCNNLite}
@@ -298,6 +345,8 @@ def train_neural(
     arch_opts = {k: v for k, v in opts.items() if k in arch_keys}
     if "channels" in arch_opts:
         arch_opts["channels"] = tuple(int(c) for c in arch_opts["channels"])
+    if "oc_margins" in arch_opts:
+        arch_opts["oc_margins"] = tuple(float(m) for m in arch_opts["oc_margins"])
     cfg = NeuralConfig(model=model, **arch_opts)
     topt = TrainOptions(**{k: v for k, v in opts.items() if k in train_keys})
     if epochs is not None:
@@ -326,7 +375,9 @@ def train_neural(
     total = max(1, topt.epochs * steps_per_epoch)
     opt = torch.optim.AdamW(net.parameters(), lr=topt.lr, weight_decay=topt.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=topt.lr, total_steps=total, pct_start=0.15)
-    loss_fn = nn.BCEWithLogitsLoss()
+    loss_fn: nn.Module = (
+        OCSoftmaxLoss(cfg.oc_alpha, cfg.oc_margins) if cfg.head == "ocsoftmax" else nn.BCEWithLogitsLoss()
+    )
     t0 = time.time()
     losses: list[float] = []
     net.train()
@@ -856,11 +907,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--device", default="cpu")
     p.add_argument("--cmvn", action="store_true")
+    p.add_argument("--head", choices=("linear", "ocsoftmax"), default="linear",
+                   help="linear (binary cross-entropy) or ocsoftmax (one-class softmax, alpha 20, margins 0.9/0.2)")
     p.add_argument("--augment", type=float, default=1.0)
     p.add_argument("--max-seconds", type=float, default=None, help="stop training early after this long")
     args = p.parse_args(argv)
     opts: dict[str, Any] = dict(
-        threads=args.threads, batch=args.batch, device=args.device, cmvn=args.cmvn, augment=args.augment
+        threads=args.threads, batch=args.batch, device=args.device, cmvn=args.cmvn, augment=args.augment,
+        head=args.head,
     )
     if args.max_seconds:
         opts["max_seconds"] = args.max_seconds

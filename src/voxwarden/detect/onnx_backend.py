@@ -21,7 +21,7 @@ import numpy as np
 
 from voxwarden.detect.card import ModelError
 
-_SESSIONS: dict[tuple[str, int, int], Any] = {}
+_SESSIONS: dict[tuple[str, int, int, int, int], Any] = {}
 _LOCK = threading.Lock()
 
 MIN_SAMPLES = 400  # shorter than one analysis frame (plus margin) cannot be scored
@@ -29,8 +29,16 @@ MAX_BATCH_SAMPLES = 4 * 16000  # samples per run: one 4 s window (faster than bi
 
 
 def _session(path: Path, intra_threads: int, inter_threads: int) -> Any:
-    """The process-wide InferenceSession for this weights file (created once, reused)."""
-    key = (str(path.resolve()), intra_threads, inter_threads)
+    """The process-wide InferenceSession for this weights file (created once, reused).
+
+    The key holds the file's size and modification time, so a model rewritten at the same path (a
+    retrain into the same folder) gets a new session instead of the stale one.
+    """
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise ModelError(f"{path}: cannot read the model file ({e.strerror or e})") from e
+    key = (str(path.resolve()), intra_threads, inter_threads, st.st_size, st.st_mtime_ns)
     with _LOCK:
         sess = _SESSIONS.get(key)
         if sess is None:
