@@ -102,3 +102,21 @@ def test_cli_leave_out(tmp_path: Path) -> None:
                                       "systems": ["world"]}
     res = runner.invoke(corpus_app, ["leave-out", str(corpus), "--system", "nope", "--out", str(tmp_path / "p")])
     assert res.exit_code == 2 and "nope" in res.output
+
+
+def test_building_a_corpus_into_a_leave_out_folder_refuses_and_keeps_the_parent_audio(tmp_path: Path) -> None:
+    """A build replaces its folder's audio; through a leave-out's link it would delete the parent corpus's clips."""
+    from voxwarden.corpus.build import build_corpus
+
+    corpus = _corpus(tmp_path / "c", ROWS)
+    view = tmp_path / "view"
+    leave_out(corpus, ["world"], view)
+    before = sorted(p.name for p in (corpus / "audio").iterdir())
+    with pytest.raises(CorpusError, match="leave-out view"):
+        build_corpus(view, size="tiny")
+    assert sorted(p.name for p in (corpus / "audio").iterdir()) == before
+    # a link alone (leave-out.json gone) is refused too
+    (view / "leave-out.json").unlink()
+    with pytest.raises(CorpusError, match="leave-out view"):
+        build_corpus(view, size="tiny")
+    assert sorted(p.name for p in (corpus / "audio").iterdir()) == before

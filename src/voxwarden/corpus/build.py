@@ -281,6 +281,13 @@ def build_corpus(
     t0 = time.time()
     out_dir = Path(out_dir)
     audio_dir = out_dir / "audio"
+    if audio_dir.is_symlink() or (out_dir / "leave-out.json").exists():
+        # a leave-out folder (`voxwarden corpus leave-out`) links to its parent corpus's audio: replacing
+        # "our" audio would delete that corpus's clips
+        raise CorpusError(
+            f"{out_dir} is a leave-out view of another corpus (its audio/ is a link); building here would "
+            "delete that corpus's audio. Build into a new folder"
+        )
     try:
         audio_dir.mkdir(parents=True, exist_ok=True)
         for old in audio_dir.glob("*.flac"):
