@@ -97,6 +97,10 @@ def test_model_rewritten_at_the_same_path_gets_a_new_session(model_dir: Path) ->
     after = OnnxBackend.load({"file": "model.onnx"}, model_dir).score_windows(w)[0]
     assert before == pytest.approx(25.0 + 0.08, rel=1e-4)
     assert after == pytest.approx(75.0 + 0.08, rel=1e-4)
+    from voxwarden.detect import onnx_backend
+
+    path = str((model_dir / "model.onnx").resolve())
+    assert sum(1 for k in onnx_backend._SESSIONS if k[0] == path) == 1  # the stale session was dropped
 
 
 @pytest.mark.parametrize(

@@ -55,6 +55,8 @@ def _session(path: Path, intra_threads: int, inter_threads: int) -> Any:
                 sess = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
             except Exception as e:  # onnxruntime raises its own exception types for bad graphs
                 raise ModelError(f"{path}: not a loadable ONNX model ({type(e).__name__}: {e})") from e
+            for stale in [k for k in _SESSIONS if k[:3] == key[:3]]:
+                del _SESSIONS[stale]  # the file was rewritten: its old session is never used again
             _SESSIONS[key] = sess
         return sess
 
