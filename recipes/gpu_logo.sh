@@ -12,6 +12,9 @@
 # once, DEVICE (cuda) trains them, EXTRA adds trainer options (e.g. --cmvn); on a CPU the same command runs, one fold at a time is ~40 min.
 # KEEP_MODELS=1 keeps each fold's model in OUT_DIR/models-TAG/SYSTEM/ (~0.6 MB each), so the folds can be
 # scored again on a CPU later (e.g. per clip beside recipes/lfcc_logo.py --keep for a fusion study).
+# A fold written A+B (e.g. SYSTEMS="festival-diphone+festival-hts,world") leaves A and B out together: one
+# training without the whole family, each member scored on its own (stricter than leaving one out; the JSON
+# is OUT_DIR/logo-TAG-A+B.json).
 # Never point this at shared/data/dev.
 set -uo pipefail
 CORPUS=${1:?usage: gpu_logo.sh CORPUS_DIR OUT_DIR [SYSTEMS] [TAG] [EPOCHS] [AUGMENT]}
@@ -33,7 +36,8 @@ echo "folds ($TAG, $EPOCHS x 50 steps, augment $AUGMENT): $SYSTEMS"
 # the system name reaches the fold as its own argument ($7), never as part of the shell text
 echo "$SYSTEMS" | tr ',' '\n' | xargs -P "${JOBS:-8}" -I{} sh -c '
   "$0" -m voxwarden.detect.neural "$1/protocol.tsv" /tmp/unused --logo-only "$2/logo-$3-$7.json" \
-    --logo-systems "$7" --logo-epochs "$4" --epochs "$4" --steps-per-epoch 50 --augment "$5" \
+    --logo-systems "$(printf %s "$7" | tr + ,)" $(case "$7" in (*+*) echo --logo-group;; esac) \
+    --logo-epochs "$4" --epochs "$4" --steps-per-epoch 50 --augment "$5" \
     --device "${DEVICE:-cuda}" --threads 1 --baseline "$6" ${EXTRA:-} \
     ${KEEP_MODELS:+--logo-keep "$2/models-$3"} >>"$2/logo-$3.log" 2>&1 \
     && echo "fold $7 done" || echo "fold $7 FAILED"' \

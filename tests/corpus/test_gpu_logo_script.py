@@ -46,3 +46,23 @@ def test_keep_models_keeps_each_folds_model(tmp_path: Path) -> None:
     calls = _run(tmp_path, KEEP_MODELS="1")
     for call in calls:
         assert call[call.index("--logo-keep") + 1] == str(tmp_path / "out" / "models-v3")
+
+
+def test_a_plus_fold_leaves_the_family_out_together(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "protocol.tsv").write_text("file\tlabel\tsystem\tspeaker\tsplit\n")
+    log = tmp_path / "calls.txt"
+    fake = tmp_path / "fakepy"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    p = subprocess.run(["bash", str(ROOT / "recipes" / "gpu_logo.sh"), str(corpus), str(tmp_path / "out"),
+                        "kokoro+world,lpc", "v3", "32", "0"],
+                       env={**os.environ, "PY": str(fake), "JOBS": "1"}, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "fold kokoro+world done" in p.stdout and "fold lpc done" in p.stdout
+    lines = (x.split() for x in log.read_text().splitlines())
+    calls = {c[c.index("--logo-only") + 1].rsplit("/", 1)[1]: c for c in lines}
+    fam, one = calls["logo-v3-kokoro+world.json"], calls["logo-v3-lpc.json"]
+    assert fam[fam.index("--logo-systems") + 1] == "kokoro,world" and "--logo-group" in fam
+    assert one[one.index("--logo-systems") + 1] == "lpc" and "--logo-group" not in one

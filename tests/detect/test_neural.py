@@ -346,7 +346,16 @@ def test_logo_table_recipe_reads_fold_files(tmp_path: Path, capsys: pytest.Captu
     assert tab.main([str(p) for p in sorted(tmp_path.glob("logo-r-*.json"))]) == 0
     text = capsys.readouterr().out
     assert "| vits | 31.0% | 2.0% |" in text and "| world | 12.0% | - |" in text
-    assert "mean of 2 folds** | **21.5%" in text
+    assert "mean of 2 systems** | **21.5%" in text
+    # a family fold (gpu_logo.sh A+B): each member's row names the rest, old files by their note
+    (tmp_path / "logo-r-a+b.json").write_text(json.dumps({"logo_eer": {"fa": 0.4, "fb": 0.2}, "logo_group": True}))
+    (tmp_path / "logo-r-c+d.json").write_text(json.dumps(
+        {"logo_eer": {"fc": 0.1, "fd": 0.3}, "logo_note": "leave-group-out on the training corpus (...)"}))
+    (tmp_path / "logo-r-many.json").write_text(json.dumps({"logo_eer": {"ga": 0.1, "gb": 0.3}, "logo_group": False}))
+    assert tab.main([str(tmp_path / n) for n in ("logo-r-a+b.json", "logo-r-c+d.json", "logo-r-many.json")]) == 0
+    text = capsys.readouterr().out
+    assert "| fa (left out with fb) | 40.0% | - |" in text and "| fd (left out with fc) | 30.0% | - |" in text
+    assert "| ga | 10.0% | - |" in text and "mean of 6 systems** | **23.3%" in text
     (tmp_path / "broken.json").write_text("{not json")
     (tmp_path / "other.json").write_text('{"something": 1}')
     assert tab.main([str(tmp_path / "broken.json")]) == 2

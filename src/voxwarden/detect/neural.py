@@ -868,6 +868,7 @@ def logo_only(
     res: dict[str, Any] = {
         "logo_eer": logo_eval(items, tr, ho, seed=seed, progress=say, epochs=epochs, systems=systems,
                               group=group, keep_dir=keep_dir, **opts),
+        "logo_group": group,
         "logo_note": (
             f"leave-{'group' if group else 'one-generator'}-out on the training corpus ({split_how}): trained "
             f"({epochs} epochs) without {'the systems together' if group else 'the system'}, scored on it "
