@@ -128,3 +128,21 @@ def test_file_errors_are_typed(tmp_path: Path) -> None:
     txt.write_text("hello\n" * 100)
     with pytest.raises((NotMediaError, AudioError)):
         m.detect_file(txt)
+
+
+def test_cli_embed_that_fails_its_self_check_leaves_nothing(tmp_path: Path) -> None:
+    """A mark that cannot be verified (silent input) must not leave a file that looks marked, nor replace one."""
+    silent = tmp_path / "silent.wav"
+    sf.write(str(silent), np.zeros(3 * 16000, dtype=np.float32), 16000)
+    out = tmp_path / "out.wav"
+    res = runner.invoke(mark_app, ["embed", str(silent), str(out), "--payload", "01020304"])
+    assert res.exit_code == 2 and "nothing was written" in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["silent.wav"]  # no output, no temp file
+    out.write_bytes(b"an earlier file")
+    res = runner.invoke(mark_app, ["embed", str(silent), str(out), "--payload", "01020304"])
+    assert res.exit_code == 2 and out.read_bytes() == b"an earlier file"
+    # the library default still writes and reports, for callers that decide themselves
+    check = Marker().embed_file(silent, tmp_path / "kept.wav", PAYLOAD)
+    assert not check.present and (tmp_path / "kept.wav").exists()
+    with pytest.raises(AudioError):
+        Marker().embed_file(silent, tmp_path / "no-such-dir" / "o.wav", PAYLOAD, publish_only_if_found=True)

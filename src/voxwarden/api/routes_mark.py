@@ -147,11 +147,10 @@ def embed_path(marker: Any, src: Path, out_dir: Path, out_stem: str, fmt: str | 
                 fmt = "wav"  # a format we cannot write back (AMR, WebM, ADTS...): marked audio as WAV
         suffix, media = _OUT[fmt]
         out = out_dir / f"{out_stem}{suffix}"
-        check = marker.embed_file(src, out, payload)
+        check = marker.embed_file(src, out, payload, publish_only_if_found=True)
     except CHECK_ERRORS as e:
         raise _fail(e, str(src), shown) from None
     if not check.present or check.payload != payload:
-        out.unlink(missing_ok=True)
         raise ApiError(422, "mark_not_detectable",
                        "the mark could not be verified in the written file: the audio is too short or "
                        f"silent to carry it, or the {suffix[1:]} encoding destroyed it (try format=wav)")

@@ -2,7 +2,8 @@
 
 Exit codes:
   embed   0 marked; 2 the input could not be read/written or the mark did not survive the output
-          format (self-check failed); 3 usage error (bad payload/ids, bad key file, unsupported suffix).
+          format (self-check failed: then OUT is not written and an existing OUT is left as it was);
+          3 usage error (bad payload/ids, bad key file, unsupported suffix).
   detect  0 mark present; 1 no mark found; 2 the file could not be read; 3 usage/key error.
   keygen  0 written; 3 the file exists (never overwritten) or cannot be written.
 
@@ -87,13 +88,14 @@ def embed_cmd(
         raise typer.Exit(EXIT_USAGE)
     m = _marker(key)
     try:
-        check = m.embed_file(in_file, out_file, raw)  # detects the mark in the written file
+        # checks the mark in the written file before it takes out_file's place: a failure leaves nothing
+        check = m.embed_file(in_file, out_file, raw, publish_only_if_found=True)
     except (AudioError, WatermarkError, ValueError) as e:
         err_console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(EXIT_FAILED) from e
     if not check.present or check.payload != raw:
-        err_console.print(f"[red]error:[/red] the mark is not detectable in {out_file} (audio too short or "
-                          "silent, or the output codec removed it)")
+        err_console.print(f"[red]error:[/red] the mark would not be detectable in {out_file} (audio too short "
+                          "or silent, or the output codec removes it); nothing was written")
         raise typer.Exit(EXIT_FAILED)
     typer.echo(f"marked {out_file} payload={raw.hex()}")
     raise typer.Exit(EXIT_OK)

@@ -30,6 +30,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -1169,20 +1170,46 @@ class Marker:
 
     # -- files --
     def embed_file(
-        self, in_path: str | os.PathLike[str], out_path: str | os.PathLike[str], payload: bytes
+        self,
+        in_path: str | os.PathLike[str],
+        out_path: str | os.PathLike[str],
+        payload: bytes,
+        *,
+        publish_only_if_found: bool = False,
     ) -> MarkResult:
         """Mark an audio file; keeps sample rate and channels, writes the format of `out_path`'s suffix.
 
-        Returns `detect_file(out_path)`: a self-check of the written file (a lossy output format or a
-        too-short/silent input can leave no detectable mark; the caller decides what to do then).
+        Returns `detect_file` of the written file: a self-check (a lossy output format or a too-short or
+        silent input can leave no detectable mark). By default the file stays at `out_path` whatever the
+        check says and the caller decides. With ``publish_only_if_found=True`` the file is written and
+        checked beside `out_path` first and only moved there when it carries `payload`; otherwise nothing
+        is left behind and an existing `out_path` is untouched (what a pipeline that ships `out_path`
+        needs: an unverifiable mark never takes the place of a file).
         """
+        import tempfile
+
         from voxwarden.mark import fileio
 
         payload = _check_payload(payload)
         samples, sr = fileio.read_audio(in_path, max_seconds=MAX_SECONDS)
         y = self.embed(samples, sr, payload)
-        fileio.write_audio(out_path, y, sr)
-        return self.detect_file(out_path)
+        if not publish_only_if_found:
+            fileio.write_audio(out_path, y, sr)
+            return self.detect_file(out_path)
+        out = Path(out_path)
+        if not out.parent.is_dir():
+            raise fileio.UnreadableError(f"{out.parent}: output directory does not exist")
+        fd, tmp = tempfile.mkstemp(prefix=".vwm-check-", suffix=out.suffix, dir=str(out.parent))
+        os.close(fd)
+        try:
+            fileio.write_audio(tmp, y, sr)
+            check = self.detect_file(tmp)
+            if check.present and check.payload == payload:
+                os.replace(tmp, out)
+            return check
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
     def detect_file(self, path: str | os.PathLike[str]) -> MarkResult:
         """Decode any audio file (native rate and channels) and look for the mark."""
