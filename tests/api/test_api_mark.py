@@ -117,6 +117,7 @@ def test_mark_errors_are_clear_4xx(sqlite_env: Env, speech: bytes) -> None:
     sf.write(short, (0.1 * np.sin(np.arange(1600) / 5.0)).astype(np.float32), 16000, format="WAV")
     r = _embed(env, short.getvalue(), payload="01020304")
     assert r.status_code == 422 and r.json()["type"] == "mark_not_detectable"
+    assert "try format=wav" not in r.json()["message"]  # it was WAV already: only a lossy format is blamed
     big = _embed(env, b"\0" * (MAX_UPLOAD + 1), payload="01020304")
     assert big.status_code == 413 and big.json()["type"] == "too_large"
     assert _detect(env, b"").json()["type"] == "empty_file"

@@ -151,9 +151,11 @@ def embed_path(marker: Any, src: Path, out_dir: Path, out_stem: str, fmt: str | 
     except CHECK_ERRORS as e:
         raise _fail(e, str(src), shown) from None
     if not check.present or check.payload != payload:
+        lossy = suffix not in (".wav", ".flac")
         raise ApiError(422, "mark_not_detectable",
                        "the mark could not be verified in the written file: the audio is too short or "
-                       f"silent to carry it, or the {suffix[1:]} encoding destroyed it (try format=wav)")
+                       "silent to carry it" + (f", or the {suffix[1:]} encoding destroyed it (try format=wav)"
+                                               if lossy else ""))
     return {"path": out, "media": media, "suffix": suffix, "confidence": float(check.confidence)}
 
 
