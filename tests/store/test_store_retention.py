@@ -210,3 +210,63 @@ def test_expired_console_logouts_are_purged(store, tenant) -> None:
     assert report.deleted["console_revocations"] == 1
     with store.session() as s:
         assert not console_session_revoked(s, "sid-old") and console_session_revoked(s, "sid-live")
+
+
+def test_sessions_that_never_ended_expire_from_their_last_window(store, tenant) -> None:
+    """A server stop leaves live sessions open for a resume; one never resumed must not outlive retention."""
+    with store.session() as s:
+        room = ensure_room(s, tenant, "room").row
+        ids = {}
+        for name, started, window_at, check_at in (
+            ("abandoned", OLD, OLD, OLD),  # stopped streaming 200 days ago
+            ("silent", OLD, None, None),  # opened, nothing recorded
+            ("streaming", OLD, RECENT, None),  # started long ago, a window 10 days ago
+            ("checked", OLD, OLD, RECENT),  # a watermark check 10 days ago
+            ("young", RECENT, None, None),
+        ):
+            ids[name] = sid = open_session(s, tenant, room.id, f"spk-{name}", started_at=started).row.id
+            if window_at is not None:
+                record_window(s, tenant, sid, 0, 0.0, 4.0, 0.3).row.created_at = window_at
+            if check_at is not None:
+                record_watermark_check(s, tenant, sid, 0.0, 8.0, "absent", confidence=0.1).row.created_at = check_at
+    with store.session() as s:
+        report = purge(s, NOW, store.evidence)
+    assert report.deleted["room_sessions"] == 2
+    with store.session() as s:
+        left = {k for k, v in ids.items() if s.get(RoomSession, v) is not None}
+    assert left == {"streaming", "checked", "young"}
+
+
+def test_purge_command_also_removes_stale_live_checkpoints(tmp_path) -> None:
+    """`voxwarden store purge --data-dir D`: the never-ended session and its resume file under
+    D/live-checkpoints go once they are older than the retention; a recent checkpoint stays."""
+    from typer.testing import CliRunner
+
+    from voxwarden.api.live_sink import CheckpointStore
+    from voxwarden.commands.store import store_app
+    from voxwarden.store import Store
+
+    data = tmp_path / "data"
+    store = Store(data_dir=data, evidence_dir=data / "evidence")
+    now = datetime.now(UTC)
+    with store.session() as s:
+        t = create_tenant(s, "acme").id
+        room = ensure_room(s, t, "room").row
+        gone_id = open_session(s, t, room.id, "spk-a", started_at=now - timedelta(days=200)).row.id
+    store.engine.dispose()
+    cps = CheckpointStore(data / "live-checkpoints")
+    old, fresh, tmp = cps._path(t, "room", "spk-a"), cps._path(t, "room", "spk-b"), cps._path(t, "room", "x")
+    old.parent.mkdir(parents=True)
+    for f in (old, fresh, tmp.with_suffix(".tmp")):
+        f.write_text("{}")
+    stale = (now - timedelta(days=200)).timestamp()
+    os.utime(old, (stale, stale))
+    os.utime(tmp.with_suffix(".tmp"), (stale, stale))
+    res = CliRunner().invoke(store_app, ["purge", "--data-dir", str(data)])
+    assert res.exit_code == 0, res.output
+    assert "room_sessions 1" in res.output and "live checkpoints 2" in res.output
+    assert not old.exists() and not tmp.with_suffix(".tmp").exists() and fresh.exists()
+    store = Store(data_dir=data, evidence_dir=data / "evidence")
+    with store.session() as s:
+        assert s.get(RoomSession, gone_id) is None
+    store.engine.dispose()

@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,25 @@ class CheckpointStore:
     def delete(self, tenant_id: str, room: str, speaker: str) -> None:
         with contextlib.suppress(OSError):
             self._path(tenant_id, room, speaker).unlink()
+
+    def purge(self, cutoffs: dict[str, datetime]) -> int:
+        """Delete the checkpoints (and stray temp files) of each tenant last written before its cutoff, as
+        retention purges the sessions they belong to: a stream not resumed for that long never will be, and
+        the file names its room and speaker. Returns how many files went."""
+        n = 0
+        for tenant_id, cutoff in cutoffs.items():
+            d = self._path(tenant_id, "", "").parent
+            if not d.is_dir():
+                continue
+            limit = cutoff.timestamp()
+            for f in d.iterdir():
+                try:
+                    if f.is_file() and f.suffix in (".json", ".tmp") and f.stat().st_mtime < limit:
+                        f.unlink()
+                        n += 1
+                except OSError as e:  # another process removed it, or it cannot be removed: the next purge
+                    log.warning("checkpoint %s not purged: %s", f, e)
+        return n
 
 
 class Broadcaster:

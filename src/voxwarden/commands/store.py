@@ -76,7 +76,13 @@ def purge_cmd(
         report = purge(s, datetime.now(UTC), store.evidence, policy=policy)
     with store.session() as s:
         orphans = sweep_orphans(s, store.evidence)
+    checkpoints = 0
+    cp_dir = data_dir / "live-checkpoints"  # where `voxwarden serve --data-dir` keeps live resume points
+    if cp_dir.is_dir():
+        from voxwarden.api.live_sink import CheckpointStore
+
+        checkpoints = CheckpointStore(cp_dir).purge(report.cutoffs)
     deleted = ", ".join(f"{k} {v}" for k, v in sorted(report.deleted.items()) if v) or "nothing"
     kept = ", ".join(f"{k} {v}" for k, v in sorted(report.kept_for_open_cases.items()) if v) or "nothing"
     typer.echo(f"deleted: {deleted}; kept for open cases: {kept}; files deleted {report.files_deleted} "
-               f"({report.bytes_freed} bytes), orphan files swept {orphans}")
+               f"({report.bytes_freed} bytes), orphan files swept {orphans}, live checkpoints {checkpoints}")

@@ -1,11 +1,11 @@
 """Retention: keep records at least six months (CAC 2018 log duty), then purge them.
 
-`purge` deletes, per tenant, rows older than the retention period and the evidence files no row
-references any more — but never anything an open case holds (its alerts, scan, sessions, evidence),
-nor evidence an unfinished rectification item points at. The audit log is never purged. Files are
-removed only after the transaction commits (a rollback leaves every file in place); a crash between
-commit and unlink leaves orphan files that `sweep_orphans` removes later. Each purge is itself
-recorded in the audit log.
+`purge` deletes, per tenant, rows older than the retention period (a live session that never ended
+counts from its last recorded window) and the evidence files no row references any more — but never
+anything an open case holds (its alerts, scan, sessions, evidence), nor evidence an unfinished
+rectification item points at. The audit log is never purged. Files are removed only after the
+transaction commits (a rollback leaves every file in place); a crash between commit and unlink leaves
+orphan files that `sweep_orphans` removes later. Each purge is itself recorded in the audit log.
 """
 
 from __future__ import annotations
@@ -230,7 +230,22 @@ def purge(
         old_c = (Case.tenant_id == t) & (Case.status == "closed") & (Case.closed_at < cutoff)
         gone("cases", session.execute(delete(Case).where(old_c).execution_options(**nosync)).rowcount)
 
-        old_rs = (RoomSession.tenant_id == t) & (RoomSession.ended_at < cutoff)
+        # An ended session expires with its end. One that never ended (the server stopped while it streamed
+        # and the speaker never resumed) expires once it started before the cutoff and nothing of it was
+        # recorded since: otherwise its row (speaker, addresses) would outlive every retention period.
+        recent_window = select(WindowScore.id).where(
+            WindowScore.session_id == RoomSession.id, WindowScore.created_at >= cutoff
+        )
+        recent_check = select(WatermarkCheck.id).where(
+            WatermarkCheck.session_id == RoomSession.id, WatermarkCheck.created_at >= cutoff
+        )
+        abandoned = (
+            RoomSession.ended_at.is_(None)
+            & (RoomSession.started_at < cutoff)
+            & ~recent_window.exists()
+            & ~recent_check.exists()
+        )
+        old_rs = (RoomSession.tenant_id == t) & ((RoomSession.ended_at < cutoff) | abandoned)
         kept(
             "room_sessions",
             _count(session, select(RoomSession.id).where(old_rs, RoomSession.id.in_(_held_sessions(t)))),
