@@ -146,3 +146,11 @@ def test_cli_embed_that_fails_its_self_check_leaves_nothing(tmp_path: Path) -> N
     assert not check.present and (tmp_path / "kept.wav").exists()
     with pytest.raises(AudioError):
         Marker().embed_file(silent, tmp_path / "no-such-dir" / "o.wav", PAYLOAD, publish_only_if_found=True)
+
+
+def test_cli_embed_onto_a_directory_is_a_clear_error(tmp_path: Path, stereo_wav: Path) -> None:
+    target = tmp_path / "taken.wav"
+    target.mkdir()
+    res = runner.invoke(mark_app, ["embed", str(stereo_wav), str(target), "--payload", "01020304"])
+    assert res.exit_code == 2 and "cannot write" in res.output, res.output
+    assert target.is_dir() and not list(tmp_path.glob(".vwm-*"))  # no temp file left beside it

@@ -1205,7 +1205,10 @@ class Marker:
             fileio.write_audio(tmp, y, sr)
             check = self.detect_file(tmp)
             if check.present and check.payload == payload:
-                os.replace(tmp, out)
+                try:
+                    os.replace(tmp, out)
+                except OSError as e:  # e.g. OUT is a directory, or read-only
+                    raise fileio.UnreadableError(f"{out}: cannot write ({e.strerror or e})") from None
             return check
         finally:
             if os.path.exists(tmp):
