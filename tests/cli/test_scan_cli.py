@@ -81,3 +81,37 @@ def test_usage_and_model_errors_exit_3(args):
 def test_version_lists_default_model():
     p = run("version")
     assert p.returncode == 0 and "default" in p.stdout
+
+
+def test_unwritable_out_is_refused_before_any_work(tmp_path):
+    """A typo in --out must cost seconds, not the whole batch: exit 3 before scanning."""
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "afile").write_text("x")
+    clip = str(EXAMPLES / "human-allison-prompt.flac")
+    protocol = tmp_path / "p.tsv"
+    protocol.write_text("file\tlabel\tsystem\nhuman-allison-prompt.flac\tbonafide\tbonafide\n")
+    for args, needle in (
+        (["scan", clip, "--format", "jsonl", "--out", str(tmp_path / "taken")], "is a directory"),
+        (["scan", clip, "--out", str(tmp_path / "afile" / "x.jsonl")], "is not a directory"),
+        (["verify", clip, "--out", str(tmp_path / "taken")], "is a directory"),
+        (["eval", "--protocol", str(protocol), "--audio-dir", str(EXAMPLES), "--out", str(tmp_path / "afile")],
+         "is not a directory"),
+    ):
+        p = run(*args)
+        err = " ".join(p.stderr.split())  # the console wraps long paths
+        assert p.returncode == 3 and needle in err and "Traceback" not in err, (args, p.stderr)
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["afile", "p.tsv", "taken"]
+
+
+def test_output_stream_reports_a_failed_write_and_leaves_no_temp(tmp_path, monkeypatch):
+    import typer
+
+    from voxwarden.commands import _common
+
+    def disk_full(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_common.os, "replace", disk_full)
+    with pytest.raises(typer.Exit) as e, _common.output_stream(tmp_path / "out.jsonl") as f:
+        f.write("{}\n")
+    assert e.value.exit_code == 2 and list(tmp_path.iterdir()) == []

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from voxwarden.commands._common import EXIT_FAILED, EXIT_USAGE, err_console, progress_bar
+from voxwarden.commands._common import EXIT_FAILED, EXIT_USAGE, check_output, err_console, progress_bar
 
 
 def eval_cmd(
@@ -40,6 +40,7 @@ def eval_cmd(
     if not audio_dir.is_dir():
         err_console.print(f"[red]error:[/red] audio dir {audio_dir} is not a folder")
         raise typer.Exit(EXIT_USAGE)
+    check_output(out, directory=True)
     specs = degrade or ["none"]
     if degrade:
         from voxwarden.audio.degrade import parse_spec

@@ -11,7 +11,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from voxwarden.commands._common import EXIT_USAGE, err_console, exit_code, output_stream, progress_bar
+from voxwarden.commands._common import (
+    EXIT_USAGE,
+    check_output,
+    err_console,
+    exit_code,
+    output_stream,
+    progress_bar,
+)
 
 
 class Format(StrEnum):
@@ -41,6 +48,7 @@ def scan_cmd(
     if threshold is not None and not 0.0 < threshold < 1.0:
         err_console.print("[red]error:[/red] --threshold must be in (0, 1)")
         raise typer.Exit(EXIT_USAGE)
+    check_output(out)
     try:
         det = Detector.load(model, threshold=threshold, max_duration=max_duration)
     except ModelError as e:

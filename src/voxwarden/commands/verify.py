@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from voxwarden.commands._common import EXIT_USAGE, err_console, exit_code, output_stream
+from voxwarden.commands._common import EXIT_USAGE, check_output, err_console, exit_code, output_stream
 
 
 class VerifyFormat(StrEnum):
@@ -51,6 +51,7 @@ def verify_cmd(
     if watermark_key is not None and not watermark_key.is_file():
         err_console.print(f"[red]key error:[/red] {watermark_key}: no such watermark key file")
         raise typer.Exit(EXIT_USAGE)
+    check_output(out)
     verifier = Verifier(key=keys, watermark_key=watermark_key, use_detector=not no_detector)
     verdicts: list[Verdict] = []
     for item in iter_inputs(files, recursive=recursive):
