@@ -17,6 +17,8 @@ from voxwarden.detect.neural import (  # noqa: E402
     eer,
     export_onnx,
     fit_logistic,
+    freq_mask,
+    main,
     score_clips,
     train_neural,
 )
@@ -112,6 +114,61 @@ def test_toy_set_separates_and_is_deterministic(tmp_path: Path) -> None:
     w = [test[0][0], test[1][0]]
     np.testing.assert_allclose(be_a.score_windows(w), be_b.score_windows(w), atol=1e-5)
     assert again["training"]["final_loss"] == fields["training"]["final_loss"]
+
+
+def test_freq_mask_zeroes_whole_bands_per_row_and_nothing_else() -> None:
+    spec = torch.randn(64, 1, 161, 30)
+    gen = torch.Generator().manual_seed(5)
+    out = freq_mask(spec, gen, width=20, count=2)
+    zero_bins = (out == 0).all(dim=3)[:, 0]  # [B, F]: bins zeroed over the whole window
+    kept = ~zero_bins
+    # every bin is either untouched or zeroed for all frames: masks are bands, not patches
+    assert torch.equal(out[kept[:, None, :, None].expand_as(out)], spec[kept[:, None, :, None].expand_as(spec)])
+    per_row = zero_bins.sum(dim=1)
+    assert int(per_row.max()) <= 40 and int(per_row.min()) >= 0
+    assert 8 <= float(per_row.float().mean()) <= 32  # two bands of 0..20 bins: 20 on average (less overlap)
+    assert len({tuple(r.nonzero().flatten().tolist()) for r in zero_bins}) > 32  # drawn per row
+    # a band is contiguous (one or two runs of zeroed bins per row)
+    runs = (zero_bins[:, 1:] & ~zero_bins[:, :-1]).sum(dim=1) + zero_bins[:, 0].long()
+    assert int(runs.max()) <= 2
+    # deterministic for the generator's seed; off when width or count is 0
+    again = freq_mask(spec, torch.Generator().manual_seed(5), width=20, count=2)
+    assert torch.equal(out, again)
+    assert freq_mask(spec, gen, width=0, count=2) is spec
+    assert freq_mask(spec, gen, width=20, count=0) is spec
+
+
+def test_freq_mask_training_changes_the_model_but_not_the_graph(tmp_path: Path) -> None:
+    train = _toy(32, 2)
+    opts = dict(batch=8, crop_min=0.5, crop_max=0.6, steps_per_epoch=4, threads=1)
+    plain = train_neural(train, tmp_path / "plain", seed=1, epochs=2, **opts)
+    masked = train_neural(train, tmp_path / "masked", seed=1, epochs=2, freq_mask=20, freq_masks=2, **opts)
+    off = train_neural(train, tmp_path / "off", seed=1, epochs=2, freq_mask=0, freq_masks=5, **opts)
+    # masks on: another model; masks off: bit-identical to the recipe without the option
+    assert masked["sha256"] != plain["sha256"]
+    assert off["training"]["final_loss"] == plain["training"]["final_loss"]
+    assert masked["training"]["hyper_parameters"]["freq_mask"] == 20
+    # the masks act only while training: the exported graph is the plain one and scores like torch
+    assert masked["training"]["onnx_max_abs_diff"] <= 1e-4
+    be = OnnxBackend.load({"file": "model.onnx"}, tmp_path / "masked")
+    assert np.isfinite(be.score_windows([train[0][0], train[1][0]])).all()
+
+
+def test_cli_passes_freq_mask_and_rejects_negative(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import voxwarden.detect.neural as neural
+
+    got: list[dict] = []
+    monkeypatch.setattr(neural, "build_default", lambda *a, **kw: got.append(kw))
+    args = [str(tmp_path / "protocol.tsv"), str(tmp_path / "out")]
+    assert main([*args, "--freq-mask", "20", "--freq-masks", "3"]) == 0
+    assert main(args) == 0
+    assert got[0]["freq_mask"] == 20 and got[0]["freq_masks"] == 3
+    assert "freq_mask" not in got[1]  # off unless asked for
+    with pytest.raises(SystemExit) as e:
+        main([str(tmp_path / "protocol.tsv"), str(tmp_path / "out"), "--freq-mask", "-1"])
+    assert e.value.code == 2 and "--freq-mask" in capsys.readouterr().err
 
 
 def test_ocsoftmax_loss_follows_the_margins() -> None:

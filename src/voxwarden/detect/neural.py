@@ -121,8 +121,14 @@ class LCNNLite(nn.Module):
         else:
             raise ValueError(f"unknown head {cfg.head!r} (known: linear, ocsoftmax)")
 
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        h = self.body(self.front(wave))  # [B, C, F', T']
+    def forward(
+        self, wave: torch.Tensor, spec_hook: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Logit per row. ``spec_hook`` (training only, never exported) rewrites the log spectrogram."""
+        spec = self.front(wave)
+        if spec_hook is not None:
+            spec = spec_hook(spec)
+        h = self.body(spec)  # [B, C, F', T']
         h = h.mean(dim=2)  # average over frequency -> [B, C, T']
         pooled = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)  # time mean + max
         return self.head(self.drop(pooled)).squeeze(1)
@@ -213,6 +219,26 @@ def augment(x: torch.Tensor, gen: torch.Generator, strength: float = 1.0) -> tor
     return (x * sign * gain).clamp(-1.0, 1.0)
 
 
+def freq_mask(spec: torch.Tensor, gen: torch.Generator, width: int, count: int) -> torch.Tensor:
+    """Online frequency masking (SpecAugment / "SpecAverage"): ``count`` bands per row set to 0.
+
+    ``spec`` is the front end's ``[B, 1, F, T]`` log spectrogram, whose window mean is already 0, so a
+    masked band reads as the average. Each band's width is uniform in 0..``width`` bins, its start uniform
+    over the bins that fit it. Label-blind; takes away any single band the network could lean on.
+    """
+    if width <= 0 or count <= 0:
+        return spec
+    b, f = spec.shape[0], spec.shape[2]
+    width = min(int(width), f)
+    bins = torch.arange(f)
+    keep = torch.ones(b, f, dtype=torch.bool)
+    for _ in range(int(count)):
+        w = torch.randint(0, width + 1, (b,), generator=gen)
+        start = (torch.rand(b, generator=gen) * (f - w + 1).float()).long()
+        keep &= ~((bins[None, :] >= start[:, None]) & (bins[None, :] < (start + w)[:, None]))
+    return spec * keep[:, None, :, None].to(spec.dtype)
+
+
 # ---------------------------------------------------------------------------------------- training
 
 
@@ -231,6 +257,8 @@ class TrainOptions:
     steps_per_epoch: int | None = None  # default: items / batch
     device: str = "cpu"  # "cuda" trains on a GPU (not bit-identical to CPU); export is always on CPU
     max_seconds: float | None = None  # safety net: stop early (recorded in the card) after this long
+    freq_mask: int = 0  # online frequency masking: widest band in bins (0 = off; see freq_mask())
+    freq_masks: int = 2  # bands masked per example when freq_mask > 0
 
 
 def _sample_batch(
@@ -378,6 +406,11 @@ def train_neural(
     loss_fn: nn.Module = (
         OCSoftmaxLoss(cfg.oc_alpha, cfg.oc_margins) if cfg.head == "ocsoftmax" else nn.BCEWithLogitsLoss()
     )
+    hook: Callable[[torch.Tensor], torch.Tensor] | None = None
+    if topt.freq_mask > 0:
+        # its own generator, so the recipe without masks stays bit-identical
+        mask_gen = torch.Generator().manual_seed(seed + 7919)
+        hook = lambda spec: freq_mask(spec, mask_gen, topt.freq_mask, topt.freq_masks)  # noqa: E731
     t0 = time.time()
     losses: list[float] = []
     net.train()
@@ -389,7 +422,8 @@ def train_neural(
             break
         xb, yb = _sample_batch(data, by_label, rng, topt.batch, crop_min, crop_max)
         x = augment(torch.from_numpy(xb), gen, topt.augment)
-        loss = loss_fn(net(x.to(dev)), torch.from_numpy(yb).to(dev))
+        out = net(x.to(dev)) if hook is None else net(x.to(dev), spec_hook=hook)
+        loss = loss_fn(out, torch.from_numpy(yb).to(dev))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -912,11 +946,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="linear (binary cross-entropy) or ocsoftmax (one-class softmax, alpha 20, margins 0.9/0.2)")
     p.add_argument("--augment", type=float, default=1.0)
     p.add_argument("--max-seconds", type=float, default=None, help="stop training early after this long")
+    p.add_argument("--freq-mask", type=int, default=0, metavar="BINS",
+                   help="online frequency masking while training: widest masked band in bins (0 = off)")
+    p.add_argument("--freq-masks", type=int, default=2, help="bands masked per example (with --freq-mask)")
     args = p.parse_args(argv)
     opts: dict[str, Any] = dict(
         threads=args.threads, batch=args.batch, device=args.device, cmvn=args.cmvn, augment=args.augment,
         head=args.head,
     )
+    if args.freq_mask < 0 or args.freq_masks < 0:
+        p.error("--freq-mask and --freq-masks must be >= 0")
+    if args.freq_mask:
+        opts.update(freq_mask=args.freq_mask, freq_masks=args.freq_masks)
     if args.max_seconds:
         opts["max_seconds"] = args.max_seconds
     if args.steps_per_epoch:
