@@ -236,7 +236,8 @@ def freq_mask(spec: torch.Tensor, gen: torch.Generator, width: int, count: int) 
         w = torch.randint(0, width + 1, (b,), generator=gen)
         start = (torch.rand(b, generator=gen) * (f - w + 1).float()).long()
         keep &= ~((bins[None, :] >= start[:, None]) & (bins[None, :] < (start + w)[:, None]))
-    return spec * keep[:, None, :, None].to(spec.dtype)
+    # the draws stay on the CPU generator (deterministic); the mask follows the spectrogram to its device
+    return spec * keep[:, None, :, None].to(device=spec.device, dtype=spec.dtype)
 
 
 # ---------------------------------------------------------------------------------------- training
