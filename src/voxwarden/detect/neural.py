@@ -229,10 +229,10 @@ def freq_mask(spec: torch.Tensor, gen: torch.Generator, width: int, count: int) 
     if width <= 0 or count <= 0:
         return spec
     b, f = spec.shape[0], spec.shape[2]
-    width = min(int(width), f)
+    width, count = min(int(width), f), min(int(count), f)  # more bands than bins cannot mask more
     bins = torch.arange(f)
     keep = torch.ones(b, f, dtype=torch.bool)
-    for _ in range(int(count)):
+    for _ in range(count):
         w = torch.randint(0, width + 1, (b,), generator=gen)
         start = (torch.rand(b, generator=gen) * (f - w + 1).float()).long()
         keep &= ~((bins[None, :] >= start[:, None]) & (bins[None, :] < (start + w)[:, None]))
@@ -423,8 +423,7 @@ def train_neural(
             break
         xb, yb = _sample_batch(data, by_label, rng, topt.batch, crop_min, crop_max)
         x = augment(torch.from_numpy(xb), gen, topt.augment)
-        out = net(x.to(dev)) if hook is None else net(x.to(dev), spec_hook=hook)
-        loss = loss_fn(out, torch.from_numpy(yb).to(dev))
+        loss = loss_fn(net(x.to(dev), spec_hook=hook), torch.from_numpy(yb).to(dev))
         opt.zero_grad()
         loss.backward()
         opt.step()
