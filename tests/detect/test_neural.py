@@ -20,6 +20,7 @@ from voxwarden.detect.neural import (  # noqa: E402
     freq_mask,
     main,
     score_clips,
+    time_mask,
     train_neural,
 )
 from voxwarden.detect.onnx_backend import OnnxBackend  # noqa: E402
@@ -140,20 +141,40 @@ def test_freq_mask_zeroes_whole_bands_per_row_and_nothing_else() -> None:
     assert (freq_mask(spec, gen, width=10**9, count=10**9) == 0).float().mean() > 0.5
 
 
+def test_time_mask_zeroes_whole_frames_per_row_and_nothing_else() -> None:
+    spec = torch.randn(64, 1, 161, 200)
+    out = time_mask(spec, torch.Generator().manual_seed(6), width=20, count=2)
+    zero = (out == 0).all(dim=2)[:, 0]  # [B, T]: frames zeroed over every bin
+    kept = ~zero
+    assert torch.equal(out[kept[:, None, None, :].expand_as(out)], spec[kept[:, None, None, :].expand_as(spec)])
+    per_row = zero.sum(dim=1)
+    assert int(per_row.max()) <= 40 and 8 <= float(per_row.float().mean()) <= 32
+    runs = (zero[:, 1:] & ~zero[:, :-1]).sum(dim=1) + zero[:, 0].long()
+    assert int(runs.max()) <= 2 and len({tuple(r.nonzero().flatten().tolist()) for r in zero}) > 32
+    assert torch.equal(out, time_mask(spec, torch.Generator().manual_seed(6), width=20, count=2))
+    assert time_mask(spec, torch.Generator(), width=0, count=2) is spec
+    assert (time_mask(spec, torch.Generator(), width=10**9, count=10**9) == 0).float().mean() > 0.5
+
+
 def test_freq_mask_training_changes_the_model_but_not_the_graph(tmp_path: Path) -> None:
     train = _toy(32, 2)
     opts = dict(batch=8, crop_min=0.5, crop_max=0.6, steps_per_epoch=4, threads=1)
     plain = train_neural(train, tmp_path / "plain", seed=1, epochs=2, **opts)
     masked = train_neural(train, tmp_path / "masked", seed=1, epochs=2, freq_mask=20, freq_masks=2, **opts)
-    off = train_neural(train, tmp_path / "off", seed=1, epochs=2, freq_mask=0, freq_masks=5, **opts)
+    off = train_neural(train, tmp_path / "off", seed=1, epochs=2, freq_mask=0, freq_masks=5, time_masks=3, **opts)
+    timed = train_neural(train, tmp_path / "timed", seed=1, epochs=2, time_mask=20, **opts)
+    both = train_neural(train, tmp_path / "both", seed=1, epochs=2, freq_mask=20, freq_masks=2, time_mask=20,
+                        **opts)
+    assert len({plain["sha256"], masked["sha256"], timed["sha256"], both["sha256"]}) == 4
     # masks on: another model; masks off: bit-identical to the recipe without the option
     assert masked["sha256"] != plain["sha256"]
     assert off["sha256"] == plain["sha256"]
     assert masked["training"]["hyper_parameters"]["freq_mask"] == 20
     # the masks act only while training: the exported graph is the plain one and scores like torch
     onnx = pytest.importorskip("onnx")
-    ops = [[n.op_type for n in onnx.load(str(tmp_path / d / "model.onnx")).graph.node] for d in ("plain", "masked")]
-    assert ops[0] == ops[1]
+    ops = [[n.op_type for n in onnx.load(str(tmp_path / d / "model.onnx")).graph.node]
+           for d in ("plain", "masked", "timed")]
+    assert ops[0] == ops[1] == ops[2]
     assert masked["training"]["onnx_max_abs_diff"] <= 1e-4
     be = OnnxBackend.load({"file": "model.onnx"}, tmp_path / "masked")
     assert np.isfinite(be.score_windows([train[0][0], train[1][0]])).all()
@@ -169,11 +190,16 @@ def test_cli_passes_freq_mask_and_rejects_negative(
     args = [str(tmp_path / "protocol.tsv"), str(tmp_path / "out")]
     assert main([*args, "--freq-mask", "20", "--freq-masks", "3"]) == 0
     assert main(args) == 0
-    assert got[0]["freq_mask"] == 20 and got[0]["freq_masks"] == 3
-    assert "freq_mask" not in got[1]  # off unless asked for
+    assert main([*args, "--time-mask", "15", "--time-masks", "1"]) == 0
+    assert got[0]["freq_mask"] == 20 and got[0]["freq_masks"] == 3 and "time_mask" not in got[0]
+    assert "freq_mask" not in got[1] and "time_mask" not in got[1]  # off unless asked for
+    assert got[2]["time_mask"] == 15 and got[2]["time_masks"] == 1 and "freq_mask" not in got[2]
     with pytest.raises(SystemExit) as e:
         main([str(tmp_path / "protocol.tsv"), str(tmp_path / "out"), "--freq-mask", "-1"])
     assert e.value.code == 2 and "--freq-mask" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main([*args, "--time-masks", "-2"])
+    assert e.value.code == 2 and "--time-masks" in capsys.readouterr().err
 
 
 def test_ocsoftmax_loss_follows_the_margins() -> None:

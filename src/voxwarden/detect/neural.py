@@ -219,6 +219,18 @@ def augment(x: torch.Tensor, gen: torch.Generator, strength: float = 1.0) -> tor
     return (x * sign * gain).clamp(-1.0, 1.0)
 
 
+def _keep_mask(b: int, n: int, gen: torch.Generator, width: int, count: int) -> torch.Tensor:
+    """``[b, n]`` booleans: False on ``count`` runs per row, each of a width uniform in 0..``width``."""
+    width, count = min(int(width), n), min(int(count), n)  # more runs than positions cannot mask more
+    pos = torch.arange(n)
+    keep = torch.ones(b, n, dtype=torch.bool)
+    for _ in range(count):
+        w = torch.randint(0, width + 1, (b,), generator=gen)
+        start = (torch.rand(b, generator=gen) * (n - w + 1).float()).long()
+        keep &= ~((pos[None, :] >= start[:, None]) & (pos[None, :] < (start + w)[:, None]))
+    return keep
+
+
 def freq_mask(spec: torch.Tensor, gen: torch.Generator, width: int, count: int) -> torch.Tensor:
     """Online frequency masking (SpecAugment / "SpecAverage"): ``count`` bands per row set to 0.
 
@@ -228,16 +240,21 @@ def freq_mask(spec: torch.Tensor, gen: torch.Generator, width: int, count: int) 
     """
     if width <= 0 or count <= 0:
         return spec
-    b, f = spec.shape[0], spec.shape[2]
-    width, count = min(int(width), f), min(int(count), f)  # more bands than bins cannot mask more
-    bins = torch.arange(f)
-    keep = torch.ones(b, f, dtype=torch.bool)
-    for _ in range(count):
-        w = torch.randint(0, width + 1, (b,), generator=gen)
-        start = (torch.rand(b, generator=gen) * (f - w + 1).float()).long()
-        keep &= ~((bins[None, :] >= start[:, None]) & (bins[None, :] < (start + w)[:, None]))
+    keep = _keep_mask(spec.shape[0], spec.shape[2], gen, width, count)
     # the draws stay on the CPU generator (deterministic); the mask follows the spectrogram to its device
     return spec * keep[:, None, :, None].to(device=spec.device, dtype=spec.dtype)
+
+
+def time_mask(spec: torch.Tensor, gen: torch.Generator, width: int, count: int) -> torch.Tensor:
+    """Online time masking (SpecAugment): ``count`` runs of frames per row set to 0 (the window mean).
+
+    Like ``freq_mask`` along the other axis: each run is uniform in 0..``width`` frames (10 ms each). It
+    takes away any one moment (an onset, a pause) the network could lean on. Label-blind.
+    """
+    if width <= 0 or count <= 0:
+        return spec
+    keep = _keep_mask(spec.shape[0], spec.shape[3], gen, width, count)
+    return spec * keep[:, None, None, :].to(device=spec.device, dtype=spec.dtype)
 
 
 # ---------------------------------------------------------------------------------------- training
@@ -260,6 +277,8 @@ class TrainOptions:
     max_seconds: float | None = None  # safety net: stop early (recorded in the card) after this long
     freq_mask: int = 0  # online frequency masking: widest band in bins (0 = off; see freq_mask())
     freq_masks: int = 2  # bands masked per example when freq_mask > 0
+    time_mask: int = 0  # online time masking: longest masked run in frames (0 = off; see time_mask())
+    time_masks: int = 2  # runs masked per example when time_mask > 0
 
 
 def _sample_batch(
@@ -408,10 +427,17 @@ def train_neural(
         OCSoftmaxLoss(cfg.oc_alpha, cfg.oc_margins) if cfg.head == "ocsoftmax" else nn.BCEWithLogitsLoss()
     )
     hook: Callable[[torch.Tensor], torch.Tensor] | None = None
-    if topt.freq_mask > 0:
-        # its own generator, so the recipe without masks stays bit-identical
-        mask_gen = torch.Generator().manual_seed(seed + 7919)
-        hook = lambda spec: freq_mask(spec, mask_gen, topt.freq_mask, topt.freq_masks)  # noqa: E731
+    if topt.freq_mask > 0 or topt.time_mask > 0:
+        # their own generators, so the recipe without masks stays bit-identical (and the frequency masks
+        # draw the same bands whether or not time masks are on)
+        f_gen = torch.Generator().manual_seed(seed + 7919)
+        t_gen = torch.Generator().manual_seed(seed + 104729)
+
+        def masks(spec: torch.Tensor) -> torch.Tensor:
+            spec = freq_mask(spec, f_gen, topt.freq_mask, topt.freq_masks)
+            return time_mask(spec, t_gen, topt.time_mask, topt.time_masks)
+
+        hook = masks
     t0 = time.time()
     losses: list[float] = []
     net.train()
@@ -949,15 +975,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--freq-mask", type=int, default=0, metavar="BINS",
                    help="online frequency masking while training: widest masked band in bins (0 = off)")
     p.add_argument("--freq-masks", type=int, default=2, help="bands masked per example (with --freq-mask)")
+    p.add_argument("--time-mask", type=int, default=0, metavar="FRAMES",
+                   help="online time masking while training: longest masked run in 10 ms frames (0 = off)")
+    p.add_argument("--time-masks", type=int, default=2, help="runs masked per example (with --time-mask)")
     args = p.parse_args(argv)
     opts: dict[str, Any] = dict(
         threads=args.threads, batch=args.batch, device=args.device, cmvn=args.cmvn, augment=args.augment,
         head=args.head,
     )
-    if args.freq_mask < 0 or args.freq_masks < 0:
-        p.error("--freq-mask and --freq-masks must be >= 0")
+    if min(args.freq_mask, args.freq_masks, args.time_mask, args.time_masks) < 0:
+        p.error("--freq-mask, --freq-masks, --time-mask and --time-masks must be >= 0")
     if args.freq_mask:
         opts.update(freq_mask=args.freq_mask, freq_masks=args.freq_masks)
+    if args.time_mask:
+        opts.update(time_mask=args.time_mask, time_masks=args.time_masks)
     if args.max_seconds:
         opts["max_seconds"] = args.max_seconds
     if args.steps_per_epoch:
