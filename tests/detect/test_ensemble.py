@@ -100,8 +100,11 @@ def test_cli_writes_a_calibrated_model_the_detector_loads(tmp_path: Path, capsys
     a, b = _member(tmp_path / "a", 0), _member(tmp_path / "b", 1)
     proto = espeak_corpus(tmp_path / "corpus", ["please call me back when you get this"], n_speakers=4, n_val=2,
                           systems={"pv512": 512})
+    before = (a / "model.onnx").read_bytes()
     assert main([str(a), str(a), str(b)]) == 2  # OUT_DIR may not be a member
-    assert "must not be one of the members" in capsys.readouterr().err
+    assert main([str(a), str(a / "model.onnx"), str(b)]) == 2  # nor hold a member given as a file
+    assert "must not hold a member's model.onnx" in capsys.readouterr().err
+    assert (a / "model.onnx").read_bytes() == before
     assert main([str(tmp_path / "bad"), str(a)]) == 2  # one member is no ensemble
     assert main([str(tmp_path / "plain"), str(a), str(b)]) == 0
     assert (tmp_path / "plain" / "training.json").is_file() and not (tmp_path / "plain" / "card.json").exists()

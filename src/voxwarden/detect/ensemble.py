@@ -17,7 +17,6 @@ with it, OUT_DIR becomes a finished model (card, calibration on the protocol's h
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -28,13 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from voxwarden.detect.card import ModelError
+from voxwarden.detect.card import ModelError, sha256_file
 
 MAX_DIFF = 1e-4  # merged graph against the mean of its members, on random input
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _graph_io(model: Any, path: Path) -> tuple[Any, Any]:
@@ -102,9 +97,8 @@ def merge_onnx(members: Sequence[Path], out: Path) -> dict[str, Any]:
     first_in, first_out = _graph_io(models[0], paths[0])
     nodes, inits, infos, outs = [], [], [], []
     for k, (m, p) in enumerate(zip(models, paths, strict=True)):
-        _graph_io(m, p)
         pm = compose.add_prefix(m, prefix=f"m{k}_")
-        in_k, out_k = _graph_io(pm, p)
+        in_k, out_k = _graph_io(pm, p)  # prefixing keeps the interface, so this checks every member
         nodes.append(helper.make_node("Identity", [first_in.name], [in_k.name], name=f"m{k}_feed"))
         nodes.extend(pm.graph.node)
         inits.extend(pm.graph.initializer)
@@ -133,8 +127,8 @@ def merge_onnx(members: Sequence[Path], out: Path) -> dict[str, Any]:
     finally:
         tmp.unlink(missing_ok=True)
     return {
-        "sha256": _sha256(out),
-        "members": [{"file": str(p), "sha256": _sha256(p)} for p in paths],
+        "sha256": sha256_file(out),
+        "members": [{"file": str(p), "sha256": sha256_file(p)} for p in paths],
         "max_abs_diff": diff,
     }
 
@@ -193,8 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--dev-protocol", type=Path, default=None,
                    help="validation only: report this protocol's EER in the card after everything is fitted")
     a = p.parse_args(argv)
-    if a.out_dir.resolve() in {Path(m).resolve() for m in a.members}:
-        print("error: OUT_DIR must not be one of the members", file=sys.stderr)
+    target = (a.out_dir / "model.onnx").resolve()
+    if any(target == (Path(m) / "model.onnx" if Path(m).is_dir() else Path(m)).resolve() for m in a.members):
+        print("error: OUT_DIR must not hold a member's model.onnx (it would be overwritten)", file=sys.stderr)
         return 2
     try:
         if a.protocol is None:
