@@ -10,14 +10,17 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
 from voxwarden.detect.neural import (  # noqa: E402
+    LinearCepstrum,
     LogSpectrogram,
     NeuralConfig,
     OCSoftmaxLoss,
     build_model,
+    dct_matrix,
     eer,
     export_onnx,
     fit_logistic,
     freq_mask,
+    linear_filterbank,
     main,
     score_clips,
     time_mask,
@@ -63,6 +66,59 @@ def test_front_end_matches_torch_stft() -> None:
     logp = torch.log(ref.abs().pow(2) + 1e-5)
     logp = logp - logp.mean()
     np.testing.assert_allclose(fe(x)[0, 0].numpy(), logp.numpy(), atol=1e-3)
+
+
+def test_linear_filterbank_and_dct_are_what_lfcc_needs() -> None:
+    fb = linear_filterbank(161, 20).numpy()
+    assert fb.shape == (20, 161) and fb.min() >= 0.0 and fb.max() <= 1.0 + 1e-6
+    # triangles on equally spaced edges: between the first and the last centre they sum to one
+    centres = np.argmax(fb, axis=1)
+    assert np.all(np.diff(centres) > 0)
+    np.testing.assert_allclose(fb[:, centres[0] : centres[-1] + 1].sum(axis=0), 1.0, atol=1e-5)
+    assert fb[0, 0] == 0.0 and fb[-1, -1] == 0.0  # the edges themselves carry no weight
+    d = dct_matrix(20, 20).numpy()
+    np.testing.assert_allclose(d @ d.T, np.eye(20), atol=1e-5)  # orthonormal
+    np.testing.assert_allclose(dct_matrix(5, 20).numpy(), d[:5], atol=1e-7)
+    with pytest.raises(ValueError):
+        linear_filterbank(161, 0)
+
+
+def test_lfcc_front_end_shape_level_invariance_and_reference() -> None:
+    fe = LinearCepstrum(320, 160, 161, filters=20, coeffs=20, cmvn=False)
+    x = torch.randn(2, SR, generator=torch.Generator().manual_seed(2)) * 0.3
+    out = fe(x)
+    frames = (SR - 320) // 160 + 1
+    assert out.shape == (2, 1, 60, frames)
+    np.testing.assert_allclose(out.numpy(), fe(x * 0.003).numpy(), atol=2e-2)
+    # statics from torch.stft, a numpy filterbank and DCT; deltas by the (c[t+1] - c[t-1]) / 2 rule
+    xn = (x[0] - x[0].mean()) / (x[0].pow(2).mean().sqrt() + 1e-6)
+    power = torch.stft(xn, 320, 160, window=torch.hann_window(320), center=False, return_complex=True).abs() ** 2
+    c = dct_matrix(20, 20).numpy() @ np.log(linear_filterbank(161, 20).numpy() @ power.numpy() + 1e-5)
+    np.testing.assert_allclose(out[0, 0, :20].numpy(), c, rtol=1e-4, atol=2e-3)
+    d1 = out[0, 0, 20:40].numpy()
+    np.testing.assert_allclose(d1[:, 5], (c[:, 6] - c[:, 4]) / 2, atol=2e-3)
+    np.testing.assert_allclose(d1[:, 0], (c[:, 1] - c[:, 0]) / 2, atol=2e-3)  # the edge frame repeats
+    np.testing.assert_allclose(out[0, 0, 40:, 7].numpy(), (d1[:, 8] - d1[:, 6]) / 2, atol=2e-3)
+    cm = LinearCepstrum(320, 160, 161, filters=20, coeffs=20, cmvn=True)(x)
+    np.testing.assert_allclose(cm.mean(dim=3).numpy(), 0.0, atol=1e-4)
+    with pytest.raises(ValueError):
+        LinearCepstrum(320, 160, 161, filters=20, coeffs=21, cmvn=False)
+
+
+def test_lfcc_model_exports_and_trains(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = build_model(NeuralConfig(frontend="lfcc")).eval()
+    assert export_onnx(net, tmp_path / "m.onnx") <= 1e-4  # 0.5 s, 2 s and 4 s inside
+    with pytest.raises(ValueError, match="front end"):
+        build_model(NeuralConfig(frontend="cqt"))
+    opts = dict(batch=12, crop_min=0.5, crop_max=0.8, steps_per_epoch=8, threads=1, lr=4e-3)
+    fields = train_neural(_toy(48, 1), tmp_path / "l", seed=3, epochs=3, frontend="lfcc", **opts)
+    assert fields["architecture"]["frontend"] == "lfcc"
+    plain = train_neural(_toy(48, 1), tmp_path / "s", seed=3, epochs=3, **opts)
+    assert plain["architecture"]["frontend"] == "logspec" and plain["sha256"] != fields["sha256"]
+    test = _toy(40, 99)
+    scores = score_clips(tmp_path / "l", [a for a, _ in test], window=1.0, hop=0.5)
+    assert eer(scores, np.array([lab for _, lab in test]))[0] <= 0.15
 
 
 def test_export_matches_torch_for_variable_lengths(tmp_path: Path) -> None:
@@ -191,9 +247,11 @@ def test_cli_passes_freq_mask_and_rejects_negative(
     assert main([*args, "--freq-mask", "20", "--freq-masks", "3"]) == 0
     assert main(args) == 0
     assert main([*args, "--time-mask", "15", "--time-masks", "1"]) == 0
+    assert main([*args, "--frontend", "lfcc"]) == 0
     assert got[0]["freq_mask"] == 20 and got[0]["freq_masks"] == 3 and "time_mask" not in got[0]
     assert "freq_mask" not in got[1] and "time_mask" not in got[1]  # off unless asked for
     assert got[2]["time_mask"] == 15 and got[2]["time_masks"] == 1 and "freq_mask" not in got[2]
+    assert got[3]["frontend"] == "lfcc" and all("frontend" not in g for g in got[:3])
     with pytest.raises(SystemExit) as e:
         main([str(tmp_path / "protocol.tsv"), str(tmp_path / "out"), "--freq-mask", "-1"])
     assert e.value.code == 2 and "--freq-mask" in capsys.readouterr().err

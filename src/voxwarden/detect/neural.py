@@ -48,6 +48,12 @@ class NeuralConfig:
     channels: tuple[int, ...] = (8, 16, 32, 48)
     dropout: float = 0.3
     cmvn: bool = False  # per-bin mean normalisation over time (channel-robust, loses spectral tilt)
+    # "logspec": the log power spectrogram (161 bins). "lfcc": linear-frequency cepstral coefficients with
+    # their deltas (the ASVspoof 2021 LFCC-LCNN baseline's input): lfcc_filters triangles over 0-8 kHz,
+    # the first lfcc_coeffs DCT-II coefficients, then delta and delta-delta: 3 x lfcc_coeffs rows
+    frontend: str = "logspec"
+    lfcc_filters: int = 20
+    lfcc_coeffs: int = 20
     # "linear": one logit trained with binary cross-entropy. "ocsoftmax": one-class softmax (Zhang, Jiang &
     # Duan 2021): the pooled vector's cosine s with a learned unit direction; output -oc_alpha * s
     head: str = "linear"
@@ -60,31 +66,106 @@ class NeuralConfig:
         return full if self.fmax_bins is None else min(full, self.fmax_bins)
 
 
+def _dft_kernel(n_fft: int, bins: int) -> torch.Tensor:
+    """Hann-windowed DFT as ``Conv1d`` weights ``[2 * bins, 1, n_fft]`` (cosines, then minus sines)."""
+    n = torch.arange(n_fft, dtype=torch.float64)
+    k = torch.arange(bins, dtype=torch.float64)
+    win = 0.5 - 0.5 * torch.cos(2 * math.pi * n / n_fft)  # periodic Hann
+    ang = 2 * math.pi * k[:, None] * n[None, :] / n_fft
+    return torch.cat([torch.cos(ang) * win, -torch.sin(ang) * win], 0).float().unsqueeze(1)
+
+
+def _power(wave: torch.Tensor, kernel: torch.Tensor, hop: int, bins: int) -> torch.Tensor:
+    """``[B, N] -> [B, F, T]`` power spectrum of the DC-free, RMS-normalised window (gain never matters)."""
+    x = wave - wave.mean(dim=1, keepdim=True)
+    x = x / (x.pow(2).mean(dim=1, keepdim=True).sqrt() + 1e-6)
+    spec = nn.functional.conv1d(x.unsqueeze(1), kernel, stride=hop)  # [B, 2F, T]
+    re, im = spec[:, :bins], spec[:, bins:]
+    return re * re + im * im
+
+
 class LogSpectrogram(nn.Module):
     """Level-normalised log power spectrogram via a fixed DFT ``Conv1d``: ``[B, N] -> [B, 1, F, T]``."""
 
     def __init__(self, n_fft: int, hop: int, bins: int, cmvn: bool) -> None:
         super().__init__()
         self.n_fft, self.hop, self.bins, self.cmvn = n_fft, hop, bins, cmvn
-        n = torch.arange(n_fft, dtype=torch.float64)
-        k = torch.arange(bins, dtype=torch.float64)
-        win = 0.5 - 0.5 * torch.cos(2 * math.pi * n / n_fft)  # periodic Hann
-        ang = 2 * math.pi * k[:, None] * n[None, :] / n_fft
-        kernel = torch.cat([torch.cos(ang) * win, -torch.sin(ang) * win], 0).float().unsqueeze(1)
-        self.register_buffer("kernel", kernel, persistent=True)
+        self.register_buffer("kernel", _dft_kernel(n_fft, bins), persistent=True)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        x = wave - wave.mean(dim=1, keepdim=True)
-        # per-window level normalisation: the model never sees absolute gain
-        x = x / (x.pow(2).mean(dim=1, keepdim=True).sqrt() + 1e-6)
-        spec = nn.functional.conv1d(x.unsqueeze(1), self.kernel, stride=self.hop)  # [B, 2F, T]
-        re, im = spec[:, : self.bins], spec[:, self.bins :]
-        logp = torch.log(re * re + im * im + 1e-5)
+        logp = torch.log(_power(wave, self.kernel, self.hop, self.bins) + 1e-5)
         if self.cmvn:
             logp = logp - logp.mean(dim=2, keepdim=True)
         else:
             logp = logp - logp.mean(dim=(1, 2), keepdim=True)
         return logp.unsqueeze(1)
+
+
+def linear_filterbank(bins: int, filters: int) -> torch.Tensor:
+    """``[filters, bins]`` triangles with centres equally spaced over 0..Nyquist (LFCC's filterbank).
+
+    Bin ``k`` of ``bins`` sits at ``k / (bins - 1)`` of Nyquist; filter ``j`` rises from edge ``j`` to
+    edge ``j + 1`` and falls to edge ``j + 2``, with ``filters + 2`` equally spaced edges.
+    """
+    if filters < 1 or bins < 2:
+        raise ValueError("need at least one filter and two bins")
+    pos = torch.arange(bins, dtype=torch.float64) / (bins - 1)
+    edges = torch.linspace(0.0, 1.0, filters + 2, dtype=torch.float64)
+    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rise = (pos[None, :] - lo) / (mid - lo)
+    fall = (hi - pos[None, :]) / (hi - mid)
+    return torch.clamp(torch.minimum(rise, fall), min=0.0).float()
+
+
+def dct_matrix(coeffs: int, size: int) -> torch.Tensor:
+    """``[coeffs, size]`` orthonormal DCT-II rows (cepstra from log filterbank energies)."""
+    n = torch.arange(size, dtype=torch.float64)
+    k = torch.arange(coeffs, dtype=torch.float64)[:, None]
+    m = torch.cos(math.pi * k * (2 * n[None, :] + 1) / (2 * size)) * math.sqrt(2.0 / size)
+    m[0] /= math.sqrt(2.0)
+    return m.float()
+
+
+def _delta(c: torch.Tensor) -> torch.Tensor:
+    """First-order regression over time with edge frames repeated: ``(c[t+1] - c[t-1]) / 2``."""
+    padded = torch.cat([c[..., :1], c, c[..., -1:]], dim=-1)
+    return 0.5 * (padded[..., 2:] - padded[..., :-2])
+
+
+class LinearCepstrum(nn.Module):
+    """LFCC with delta and delta-delta via a fixed DFT ``Conv1d``: ``[B, N] -> [B, 1, 3C, T]``.
+
+    The input of the ASVspoof 2021 LFCC-LCNN baseline (Wang & Yamagishi 2021): a smooth spectral envelope
+    and its dynamics instead of every bin's fine structure. ``cmvn`` subtracts each row's mean over time.
+    """
+
+    def __init__(self, n_fft: int, hop: int, bins: int, filters: int, coeffs: int, cmvn: bool) -> None:
+        super().__init__()
+        if not 1 <= coeffs <= filters:
+            raise ValueError(f"lfcc_coeffs must be in 1..lfcc_filters ({filters}), got {coeffs}")
+        self.n_fft, self.hop, self.bins, self.cmvn = n_fft, hop, bins, cmvn
+        self.register_buffer("kernel", _dft_kernel(n_fft, bins), persistent=True)
+        self.register_buffer("fbank", linear_filterbank(bins, filters), persistent=True)
+        self.register_buffer("dct", dct_matrix(coeffs, filters), persistent=True)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        power = _power(wave, self.kernel, self.hop, self.bins)  # [B, F, T]
+        logfb = torch.log(torch.matmul(self.fbank, power) + 1e-5)  # [B, filters, T]
+        c = torch.matmul(self.dct, logfb)  # [B, C, T]
+        d1 = _delta(c)
+        feats = torch.cat([c, d1, _delta(d1)], dim=1)
+        if self.cmvn:
+            feats = feats - feats.mean(dim=2, keepdim=True)
+        return feats.unsqueeze(1)
+
+
+def build_frontend(cfg: "NeuralConfig") -> nn.Module:
+    """The fixed (untrained) front end a config names; it is part of the exported graph."""
+    if cfg.frontend == "logspec":
+        return LogSpectrogram(cfg.n_fft, cfg.hop, cfg.bins, cfg.cmvn)
+    if cfg.frontend == "lfcc":
+        return LinearCepstrum(cfg.n_fft, cfg.hop, cfg.bins, cfg.lfcc_filters, cfg.lfcc_coeffs, cfg.cmvn)
+    raise ValueError(f"unknown front end {cfg.frontend!r} (known: logspec, lfcc)")
 
 
 class MFM(nn.Module):
@@ -100,7 +181,7 @@ class LCNNLite(nn.Module):
 
     def __init__(self, cfg: NeuralConfig) -> None:
         super().__init__()
-        self.front = LogSpectrogram(cfg.n_fft, cfg.hop, cfg.bins, cfg.cmvn)
+        self.front = build_frontend(cfg)
         layers: list[nn.Module] = [nn.BatchNorm2d(1)]
         c_in = 1
         for i, c in enumerate(cfg.channels):
@@ -968,6 +1049,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--device", default="cpu")
     p.add_argument("--cmvn", action="store_true")
+    p.add_argument("--frontend", choices=("logspec", "lfcc"), default="logspec",
+                   help="logspec (log power spectrogram, the default recipe) or lfcc (20 LFCC + deltas)")
     p.add_argument("--head", choices=("linear", "ocsoftmax"), default="linear",
                    help="linear (binary cross-entropy) or ocsoftmax (one-class softmax, alpha 20, margins 0.9/0.2)")
     p.add_argument("--augment", type=float, default=1.0)
@@ -983,6 +1066,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         threads=args.threads, batch=args.batch, device=args.device, cmvn=args.cmvn, augment=args.augment,
         head=args.head,
     )
+    if args.frontend != "logspec":
+        opts["frontend"] = args.frontend
     if min(args.freq_mask, args.freq_masks, args.time_mask, args.time_masks) < 0:
         p.error("--freq-mask, --freq-masks, --time-mask and --time-masks must be >= 0")
     if args.freq_mask:
