@@ -159,7 +159,7 @@ class LinearCepstrum(nn.Module):
         return feats.unsqueeze(1)
 
 
-def build_frontend(cfg: "NeuralConfig") -> nn.Module:
+def build_frontend(cfg: NeuralConfig) -> nn.Module:
     """The fixed (untrained) front end a config names; it is part of the exported graph."""
     if cfg.frontend == "logspec":
         return LogSpectrogram(cfg.n_fft, cfg.hop, cfg.bins, cfg.cmvn)
